@@ -1,0 +1,60 @@
+"""Answer-extraction rules shared by more than one task.
+
+A benchmark's own rules live in its task module; what two tasks share lives here once.
+"""
+
+from __future__ import annotations
+
+import re
+
+THINK_END = "</think>"
+
+
+def split_thinking(text: str) -> tuple[str, str]:
+    """Split raw model output at the last `</think>` into (reasoning, answer).
+
+    The Step3-VL generation prompt already opens `<think>`, so the output usually holds only the
+    closing tag. Without a closing tag the whole text is the answer and the reasoning is empty.
+    """
+    head, sep, tail = text.rpartition(THINK_END)
+    if not sep:
+        return "", text
+    reasoning = head.split("<think>", 1)[1] if head.lstrip().startswith("<think>") else head
+    return reasoning.strip(), tail.strip()
+
+
+def extract_boxed(text: str) -> str | None:
+    r"""The content of the last `\boxed{...}` (or `\fbox{...}`), with nested braces kept whole.
+
+    `\boxed 5` (a single token without braces) is accepted too. Returns None when there is none
+    or the last one is never closed.
+    """
+    starts = [m for m in re.finditer(r"\\(?:boxed|fbox)\s*", text)]
+    for m in reversed(starts):
+        i = m.end()
+        if i < len(text) and text[i] == "{":
+            depth = 0
+            for j in range(i, len(text)):
+                if text[j] == "{":
+                    depth += 1
+                elif text[j] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return text[i + 1 : j].strip()
+            continue  # unclosed: try an earlier one
+        token = re.match(r"[^\s$]+", text[i:])
+        if token:
+            return token.group(0)
+    return None
+
+
+FINAL_ANSWER = re.compile(r"final\s+answer\s*[:：]\s*\**\s*\(?\[?\s*([A-Za-z])\b", re.IGNORECASE)
+
+
+def extract_final_answer_letter(text: str, letters: list[str]) -> str | None:
+    """The option letter of the last `Final answer: X` line (the report's answer format)."""
+    for m in reversed(list(FINAL_ANSWER.finditer(text))):
+        letter = m.group(1).upper()
+        if letter in letters:
+            return letter
+    return None

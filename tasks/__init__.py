@@ -1,0 +1,20 @@
+"""Benchmarks: one module each. `TASKS` is the one place that names them (no import-time registry)."""
+
+from __future__ import annotations
+
+import importlib
+
+from evals.types import Task, UserError
+
+# name -> ("module:Class", constructor keyword arguments)
+TASKS: dict[str, tuple[str, dict[str, str]]] = {
+    "aime2025": ("tasks.aime2025:AIME2025", {}),
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
+    target, kwargs = TASKS[name]
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)

@@ -1,0 +1,107 @@
+"""Loading benchmark rows from local files or the Hugging Face hub.
+
+Local data: a `.jsonl`, `.json` (a list of objects), `.parquet` file, or a folder holding such
+files (read in name order). Each row comes with a `source` string (`file:line`) so that an error
+can name the file, the row and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evals.types import UserError
+
+Row = tuple[str, dict[str, Any]]
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def load_rows(data: str | None, hub_id: str, hub_configs: list[str | None], split: str) -> list[Row]:
+    if data:
+        return load_local_rows(Path(data))
+    return load_hub_rows(hub_id, hub_configs, split)
+
+
+def load_local_rows(path: Path) -> list[Row]:
+    if not path.exists():
+        raise UserError(f"data path does not exist: {path}")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in LOCAL_SUFFIXES)
+        if not files:
+            raise UserError(f"no {'/'.join(LOCAL_SUFFIXES)} files in {path}")
+        return [row for f in files for row in load_local_rows(f)]
+    if path.suffix == ".jsonl":
+        return list(_jsonl_rows(path))
+    if path.suffix == ".json":
+        items = _read_json(path)
+        if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
+            raise UserError(f"{path}: expected a JSON list of objects")
+        return [(f"{path}:{i + 1}", r) for i, r in enumerate(items)]
+    if path.suffix == ".parquet":
+        return _parquet_rows(path)
+    raise UserError(f"{path}: unsupported data file type (use {', '.join(LOCAL_SUFFIXES)})")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def _jsonl_rows(path: Path):
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{n}: expected a JSON object")
+        yield f"{path}:{n}", row
+
+
+def _parquet_rows(path: Path) -> list[Row]:
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    except ImportError:
+        raise UserError("reading Parquet needs pyarrow: pip install pyarrow") from None
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
+    return [(f"{path}:{i + 1}", r) for i, r in enumerate(table.to_pylist())]
+
+
+def load_hub_rows(hub_id: str, configs: list[str | None], split: str) -> list[Row]:
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("loading from the hub needs `datasets` (pip install datasets), or pass --data") from None
+    rows: list[Row] = []
+    for config in configs:
+        try:
+            ds = datasets.load_dataset(hub_id, config, split=split)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot load {hub_id} ({config or 'default'}, {split}) from the hub: {first}; "
+                            "pass --data PATH for local files") from None
+        rows.extend((f"{hub_id}/{config}:{i + 1}", dict(r)) for i, r in enumerate(ds))
+    return rows
+
+
+def require_fields(row: dict[str, Any], names: list[str], source: str) -> None:
+    missing = [n for n in names if n not in row or row[n] is None]
+    if missing:
+        raise UserError(f"{source}: missing field {', '.join(repr(m) for m in missing)}")
