@@ -1,0 +1,111 @@
+"""Replay: responses that another tool produced, read from a file, so they can be scored here.
+
+`--model replay:PATH` where PATH is
+- a JSONL file of `{"id" or "key": ..., "response": ...}` (MathVision's released outputs, or our own
+  samples.jsonl, whose records hold `response.text`),
+- a JSON object `{id: prediction}` (MMMU's `total_val_output.json`) or `{id: {"response": ...}}`,
+- a JSON list of `{"id": ..., "response": ...}` (MMMU's per-subject `output.json`),
+- or a folder: every `*.json` / `*.jsonl` under it (MMMU's per-subject folders).
+A record found by `key` (`<id>#<repeat>`) answers that repeat; one found by `id` answers every repeat.
+A request with no prediction becomes an error record (counted, never scored as a wrong answer).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evals.extract import split_thinking
+from evals.types import Request, Response, RunSpec, UserError
+
+RESPONSE_FIELDS = ("response", "prediction", "output", "text")
+
+
+def _text_of(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # a parsed MMMU prediction can be a list of candidates
+        return json.dumps(value) if value else ""
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, dict):
+        if isinstance(value.get("response"), dict):  # our own samples.jsonl record
+            return value["response"].get("text", "")
+        for name in RESPONSE_FIELDS:
+            if name in value:
+                return _text_of(value[name])
+    return None
+
+
+def _records_in(path: Path) -> list[tuple[str, Any]]:
+    """(id or key, raw value) pairs from one file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read predictions {path}: {exc}") from None
+    if path.suffix == ".jsonl":
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserError(f"{path}:{n}: invalid JSON in predictions") from None
+            ident = row.get("key") or row.get("id") if isinstance(row, dict) else None
+            if ident is None:
+                raise UserError(f"{path}:{n}: prediction has neither 'key' nor 'id'")
+            out.append((str(ident), row))
+        return out
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON in predictions ({exc.msg})") from None
+    if isinstance(data, dict):
+        return [(str(k), v) for k, v in data.items()]
+    if isinstance(data, list):
+        if not all(isinstance(r, dict) and "id" in r for r in data):
+            raise UserError(f"{path}: a prediction list needs an 'id' in every item")
+        return [(str(r["id"]), r) for r in data]
+    raise UserError(f"{path}: predictions must be a JSON object or list")
+
+
+def load_predictions(path: Path) -> dict[str, str]:
+    if not path.exists():
+        raise UserError(f"predictions file does not exist: {path}")
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
+    predictions: dict[str, str] = {}
+    for f in files:
+        for ident, value in _records_in(f):
+            text = _text_of(value)
+            if text is None:
+                raise UserError(f"{f}: prediction for {ident!r} has no response text")
+            predictions[ident] = text
+    if not predictions:
+        raise UserError(f"no predictions found in {path}")
+    return predictions
+
+
+class ReplayAdapter:
+    def __init__(self, name: str, spec: RunSpec):
+        if not name:
+            raise UserError("replay needs a file: --model replay:PATH")
+        self.predictions = load_predictions(Path(name))
+
+    def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
+        out = []
+        for req in requests:
+            text = self.predictions.get(req.key, self.predictions.get(req.sample_id))
+            if text is None:
+                resp = Response(key=req.key, error="no prediction for this sample in the replay file")
+            else:
+                reasoning, answer = split_thinking(text)
+                resp = Response(key=req.key, text=answer, reasoning=reasoning, finish_reason="stop")
+            out.append(resp)
+            if on_response:
+                on_response(resp)
+        return out
+
+    def close(self) -> None:
+        pass
