@@ -12,9 +12,13 @@ TASKS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str, options: dict[str, str] | None = None) -> Task:
+    """Build a task; `options` (`-T key=value` on the CLI) go to its constructor."""
     if name not in TASKS:
         raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
     target, kwargs = TASKS[name]
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    try:
+        return getattr(importlib.import_module(module), cls)(**{**kwargs, **(options or {})})
+    except TypeError as exc:
+        raise UserError(f"bad task option for {name}: {exc}") from None
