@@ -23,6 +23,18 @@ def split_thinking(text: str) -> tuple[str, str]:
     return reasoning.strip(), tail.strip()
 
 
+def split_output(raw: str, finish_reason: str | None) -> tuple[str, str]:
+    """(reasoning, answer) of a raw completion whose prompt may have opened `<think>`.
+
+    A completion cut by the token limit before any `</think>` is all reasoning: it has no answer.
+    """
+    if THINK_END in raw:
+        return split_thinking(raw)
+    if finish_reason == "length":
+        return raw.strip(), ""
+    return "", raw.strip()
+
+
 def extract_boxed(text: str) -> str | None:
     r"""The content of the last `\boxed{...}` (or `\fbox{...}`), with nested braces kept whole.
 

@@ -124,8 +124,8 @@ class Response:
 
     @property
     def truncated(self) -> bool:
-        """Cut off by the token limit before an answer: such a response has no answer."""
-        return self.error is None and self.finish_reason == "length"
+        """Cut off by the token limit before its answer began: scored wrong, counted apart."""
+        return self.error is None and self.finish_reason == "length" and not self.text.strip()
 
 
 @dataclass

@@ -1,0 +1,306 @@
+"""The `step3vl-eval` command line.
+
+Exit codes: 0 success; 1 the run finished but some requests failed after their retries (rerun the
+same command, or `--resume RUN_DIR`, to retry them); 2 a usage or input error (one line on
+stderr, nothing written into an existing run dir); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from evals.types import GenParams, RunResult, RunSpec, UserError
+
+RUN_EXAMPLE = """examples:
+  step3vl-eval run aime2025 --model openai/step3-vl --base-url http://127.0.0.1:8000/v1 --samples 4
+  step3vl-eval run mmmu --model openai/step3-vl --mode pacore --limit 50
+  step3vl-eval run mathvision --model replay:preds.jsonl --data MATH-V/data/test.jsonl
+  step3vl-eval run aime2025 --config eval.toml --samples 8     (flags override the file)
+"""
+
+# Flags a config file may set, with how to read them; anything else in the file is an error.
+CONFIG_KEYS: dict[str, type] = {
+    "tasks": list, "model": str, "base_url": list, "mode": str, "samples": int, "limit": int, "seed": int,
+    "max_tokens": int, "temperature": float, "top_p": float, "top_k": int, "concurrency": int,
+    "timeout": float, "max_retries": int, "data": str, "split": str, "out": str, "api_key_env": str,
+    "trust_remote_code": bool, "batch_size": int, "dtype": str, "device_map": str,
+    "tensor_parallel_size": int, "data_parallel_size": int, "max_model_len": int,
+    "gpu_memory_utilization": float, "judge": str, "pacore_widths": str, "pacore_pool": int,
+    "adapter_options": dict, "task_options": dict,
+}
+ADAPTER_FLAGS = ("trust_remote_code", "batch_size", "dtype", "device_map", "tensor_parallel_size",
+                 "data_parallel_size", "max_model_len", "gpu_memory_utilization")
+PARAM_FLAGS = ("max_tokens", "temperature", "top_p", "top_k")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print the usage too)
+        raise UserError(message)
+
+
+def add_run_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="evaluate a model on one or more tasks", epilog=RUN_EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("tasks", nargs="*", help="task names (see `step3vl-eval list`)")
+    p.add_argument("--model", help="provider/name: openai/NAME, hf/ID_OR_DIR, vllm/ID_OR_DIR, replay:FILE, mock")
+    p.add_argument("--base-url", action="append", dest="base_url", help="OpenAI-compatible endpoint (repeatable)")
+    p.add_argument("--mode", choices=["sere", "pacore"], help="reasoning mode (default sere)")
+    p.add_argument("--samples", "-k", type=int, help="repeats per problem (default: the task's, e.g. 64 for AIME)")
+    p.add_argument("--limit", type=int, help="first N problems only")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=int, help="0 disables (the report's setting)")
+    p.add_argument("--concurrency", type=int, help="requests in flight (openai adapter, default 64)")
+    p.add_argument("--timeout", type=float, help="seconds per HTTP request (default 3600)")
+    p.add_argument("--max-retries", type=int)
+    p.add_argument("--data", help="local data file or folder instead of the hub (TASK=PATH for several tasks)",
+                   action="append")
+    p.add_argument("--split")
+    p.add_argument("--out", help="parent folder of run dirs (default runs/)")
+    p.add_argument("--resume", help="finish an interrupted run dir (its saved settings are used)")
+    p.add_argument("--config", help="TOML file with the same keys as these flags (underscored)")
+    p.add_argument("--api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
+    p.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="allow a model's own Python code (hf/vllm); never on by default")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--dtype")
+    p.add_argument("--device-map")
+    p.add_argument("--tensor-parallel-size", type=int)
+    p.add_argument("--data-parallel-size", type=int)
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--gpu-memory-utilization", type=float)
+    p.add_argument("--judge", help="LLM judge for unresolved multiple-choice answers, e.g. openai/gpt-4o-mini")
+    p.add_argument("--pacore-widths", help="comma-separated round widths (default 16; a final 1 is appended)")
+    p.add_argument("--pacore-pool", type=int, help="PaCoRe avg@k shortcut: pool size of round-0 replies")
+    p.add_argument("-O", dest="adapter_option", action="append", metavar="KEY=VALUE", help="adapter option")
+    p.add_argument("-T", dest="task_option", action="append", metavar="KEY=VALUE", help="task option")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="step3vl-eval", description="Evaluate vision-language models the STEP3-VL-10B way.",
+                            epilog="exit codes: 0 ok, 1 some requests failed (rerun to retry), 2 input error")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    add_run_parser(sub)
+    s = sub.add_parser("score", help="re-score a run dir without the model",
+                       epilog="example:\n  step3vl-eval score runs/aime2025-step3-vl-sere-1a2b3c4d5e",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("run_dir")
+    sub.add_parser("list", help="list tasks, adapters and modes", epilog="example:\n  step3vl-eval list",
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what} must look like KEY=VALUE, got {item!r}")
+        out[key] = coerce(value)
+    return out
+
+
+def coerce(value: str) -> Any:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_config(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read config {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config {path} is not valid TOML: {exc}") from None
+    for key, value in data.items():
+        if key not in CONFIG_KEYS:
+            raise UserError(f"unknown key {key!r} in config {path}")
+        want = CONFIG_KEYS[key]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if want is list and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise UserError(f"config {path}: {key!r} must be {want.__name__}, got {type(value).__name__}")
+        data[key] = value
+    return data
+
+
+def merged_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Config file values, overridden by the flags given on the command line."""
+    opts = read_config(args.config) if args.config else {}
+    for key in CONFIG_KEYS:
+        value = getattr(args, key, None)
+        if value not in (None, []):
+            opts[key] = value
+    opts.setdefault("adapter_options", {})
+    opts.setdefault("task_options", {})
+    opts["adapter_options"] = {**opts["adapter_options"], **parse_key_values(args.adapter_option, "-O")}
+    opts["task_options"] = {**opts["task_options"], **parse_key_values(args.task_option, "-T")}
+    return opts
+
+
+def data_for(task: str, values: list[str] | str | None, tasks: list[str]) -> str | None:
+    if not values:
+        return None
+    values = [values] if isinstance(values, str) else values
+    per_task = {}
+    plain = []
+    for v in values:
+        name, sep, path = v.partition("=")
+        if sep and name in tasks:
+            per_task[name] = path
+        else:
+            plain.append(v)
+    if len(plain) > 1 or (plain and len(tasks) > 1):
+        raise UserError("with several tasks or several --data values, write --data TASK=PATH")
+    return per_task.get(task) or (plain[0] if plain else None)
+
+
+def parse_widths(value: str | None) -> list[int]:
+    if value is None:
+        return [16]
+    try:
+        widths = [int(w) for w in str(value).split(",") if w.strip()]
+    except ValueError:
+        raise UserError(f"--pacore-widths must be comma-separated integers, got {value!r}") from None
+    if not widths or any(w < 1 for w in widths):
+        raise UserError("--pacore-widths needs positive widths, e.g. 16 or 32,4")
+    return widths
+
+
+def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
+    from tasks import get_task
+
+    if not opts.get("model"):
+        raise UserError("--model is required (e.g. --model openai/step3-vl)")
+    task = get_task(task_name, opts["task_options"])
+    params = replace(task.default_params, **{k: opts[k] for k in PARAM_FLAGS if k in opts})
+    if params.max_tokens < 1:
+        raise UserError("--max-tokens must be at least 1")
+    repeats = opts.get("samples", task.default_repeats)
+    if repeats < 1:
+        raise UserError("--samples must be at least 1")
+    if opts.get("limit") is not None and opts["limit"] < 1:
+        raise UserError("--limit must be at least 1")
+    if opts.get("concurrency") is not None and opts["concurrency"] < 1:
+        raise UserError("--concurrency must be at least 1")
+    adapter_options = dict(opts["adapter_options"])
+    adapter_options.update({k: opts[k] for k in ADAPTER_FLAGS if k in opts})
+    task_options = dict(opts["task_options"])
+    if opts.get("judge"):
+        task_options["judge"] = opts["judge"]
+    spec = RunSpec(task=task_name, model=opts["model"], params=params, repeats=repeats,
+                   adapter_options=adapter_options, task_options=task_options,
+                   data=data_for(task_name, opts.get("data"), opts["tasks"]),
+                   pacore_widths=parse_widths(opts.get("pacore_widths")))
+    simple = {f.name for f in fields(RunSpec)} & {"mode", "limit", "seed", "split", "concurrency", "timeout",
+                                                   "max_retries", "api_key_env", "out", "pacore_pool"}
+    spec = replace(spec, **{k: opts[k] for k in simple if k in opts})
+    if opts.get("base_url"):
+        spec.base_urls = list(opts["base_url"])
+    return spec
+
+
+def print_summary(run_dir: Path, result: RunResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.spec.task} · {result.spec.model} · {result.spec.mode}")
+    for col in ("metric", "value", "95% CI", "n"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for name, m in result.metrics.items():
+        if isinstance(m, dict) and "value" in m:
+            lo, hi = m.get("ci", [None, None])
+            ci = f"{100 * lo:.2f} – {100 * hi:.2f}" if lo is not None else ""
+            table.add_row(name, f"{100 * m['value']:.2f}", ci, str(m.get("n", "")))
+    console = Console()
+    console.print(table)
+    c = result.counts
+    console.print(f"requests {c.get('requests', 0)} · errors {c.get('errors', 0)} · truncated "
+                  f"{c.get('truncated', 0)} · unparsed {c.get('unparsed', 0)} · fallback {c.get('fallback', 0)}"
+                  f" · status {result.status}")
+    console.print(f"results: {run_dir / 'results.json'}")
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from evals import runner
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        spec = runner.resume_spec(run_dir)
+        if args.concurrency:
+            spec.concurrency = args.concurrency
+        if args.base_url:
+            spec.base_urls = args.base_url
+        jobs = [(spec, run_dir)]
+    else:
+        opts = merged_options(args)
+        opts["tasks"] = opts.get("tasks") or []
+        if not opts["tasks"]:
+            raise UserError("name at least one task (see `step3vl-eval list`)")
+        jobs = [(spec_for(t, opts), None) for t in opts["tasks"]]
+    status = 0
+    for spec, run_dir in jobs:
+        out_dir, result = runner.run(spec, run_dir, show_progress=not args.quiet)
+        print_summary(out_dir, result)
+        if result.counts.get("errors"):
+            print(f"{result.counts['errors']} requests failed after retries; rerun the same command "
+                  f"(or --resume {out_dir}) to retry them", file=sys.stderr)
+            status = 1
+    return status
+
+
+def command_score(args: argparse.Namespace) -> int:
+    from evals import runner
+
+    run_dir = Path(args.run_dir)
+    print_summary(run_dir, runner.rescore(run_dir))
+    return 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    from evals.modes import MODES
+    from model_adapters import ADAPTERS
+    from tasks import TASKS
+
+    print("tasks:    " + ", ".join(TASKS))
+    print("adapters: " + ", ".join(ADAPTERS) + "   (mock is a scripted smoke-test tool)")
+    print("modes:    " + ", ".join(MODES))
+    return 0
+
+
+COMMANDS = {"run": command_run, "score": command_score, "list": command_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"step3vl-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("step3vl-eval: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The progress bar: done/total, rate, ETA, tokens and errors (rich, on stderr)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from evals.types import Response
+
+
+class RunProgress:
+    def __init__(self, total: int, done: int, enabled: bool = True):
+        self.tokens = 0
+        self.errors = 0
+        self.enabled = enabled
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(), TextColumn("{task.fields[tokens]} tok"), TextColumn("{task.fields[errors]} err"),
+            console=Console(stderr=True), disable=not enabled, transient=False,
+        )
+        self.task_id = self.bar.add_task("eval", total=total, completed=done, rate="", tokens=0, errors=0)
+
+    def advance(self, response: Response) -> None:
+        self.tokens += response.usage.completion_tokens
+        self.errors += response.error is not None
+        task = self.bar.tasks[0]
+        rate = f"{task.speed:.1f} req/s" if task.speed else ""
+        self.bar.update(self.task_id, advance=1, rate=rate, tokens=self.tokens, errors=self.errors)
+
+    def __enter__(self) -> RunProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)

@@ -1,0 +1,265 @@
+"""The runner: samples x repeats -> requests -> mode(adapter) -> scored records -> results.json.
+
+One readable loop. It never branches on the mode or the backend; it skips what the run dir
+already holds, appends each finished record at once, and writes results.json atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import asdict
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from evals import store
+from evals.modes import wrap_mode
+from evals.progress import RunProgress
+from evals.types import (
+    Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
+    messages_digest, response_from_dict, scored_from_dict,
+)
+from model_adapters import load_adapter
+from tasks import get_task
+
+
+def request_seed(seed: int, sample_id: str, repeat: int) -> int:
+    """Distinct, reproducible per (run seed, sample, repeat): sampled repeats must differ."""
+    return (seed * 1_000_003 + zlib.crc32(sample_id.encode()) + repeat * 7919) % (2**31 - 1)
+
+
+def build_requests(samples: list[Sample], spec: RunSpec) -> list[Request]:
+    requests = []
+    for repeat in range(spec.repeats):
+        for s in samples:
+            params = asdict(spec.params)
+            params["seed"] = request_seed(spec.seed, s.id, repeat)
+            requests.append(Request(f"{s.id}#{repeat}", s.id, repeat, s.messages, type(spec.params)(**params)))
+    return requests
+
+
+def score_response(task: Task, sample: Sample, response: Response, repeat: int) -> Scored:
+    """Errors are counted, never scored as text; truncations are wrong and counted apart."""
+    if response.error is not None:
+        scored = Scored(response.key, sample.id, repeat, None, "error", False, error=True)
+    elif response.truncated:
+        scored = Scored(response.key, sample.id, repeat, None, "truncated", False, truncated=True)
+    else:
+        scored = task.score(sample, response)
+    scored.key, scored.sample_id, scored.repeat = response.key, sample.id, repeat
+    return scored
+
+
+def prompt_record(messages: list) -> list[dict[str, Any]]:
+    """The prompt as saved: text verbatim, images by path or digest (never their bytes)."""
+    return [
+        {"role": m.role, "content": [
+            {"type": "text", "text": p.text} if isinstance(p, Text)
+            else {"type": "image", "path": p.path, "digest": p.digest(), "mime": p.mime}
+            for p in m.content
+        ]}
+        for m in messages
+    ]
+
+
+def make_record(request: Request, sample: Sample, response: Response, scored: Scored) -> dict[str, Any]:
+    return {
+        "key": request.key,
+        "sample_id": request.sample_id,
+        "repeat": request.repeat,
+        "prompt_digest": messages_digest(request.messages),
+        "prompt": prompt_record(request.messages),
+        "target": sample.target,
+        "metadata": sample.metadata,
+        "response": asdict(response),
+        "scored": asdict(scored),
+    }
+
+
+def summarize(task: Task, samples: dict[str, Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
+    scored = [scored_from_dict(r["scored"]) for r in records]
+    answered = [s for s in scored if not s.error]
+    agg = task.aggregate(samples, answered) if answered else {"metrics": {}, "breakdowns": {}}
+    rules: dict[str, int] = {}
+    for s in scored:
+        rules[s.rule] = rules.get(s.rule, 0) + 1
+    usage = [r["response"]["usage"] for r in records]
+    counts = {
+        "requests": len(scored),
+        "answered": len(answered),
+        "errors": sum(s.error for s in scored),
+        "truncated": sum(s.truncated for s in scored),
+        "unparsed": rules.get("none", 0),
+        "fallback": rules.get("fallback", 0),
+        "judge": rules.get("judge", 0),
+        "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
+        "completion_tokens": sum(u.get("completion_tokens", 0) for u in usage),
+    }
+    agg["counts"] = counts
+    agg["rules"] = rules
+    return agg
+
+
+def dataset_fingerprint(samples: list[Sample]) -> str:
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps([s.id, s.target, messages_digest(s.messages)], ensure_ascii=False, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("step3vl-eval", "httpx", "math-verify", "datasets", "transformers", "torch", "vllm"):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def provenance(task: Task, samples: list[Sample]) -> dict[str, Any]:
+    return {
+        "dataset_fingerprint": dataset_fingerprint(samples),
+        "prompt_template_hash": hashlib.sha256(task.prompt_template.encode()).hexdigest()[:16],
+        "n_samples": len(samples),
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "host": platform.node(),
+        "command": sys.argv[1:],
+    }
+
+
+def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any]) -> list[dict[str, Any]]:
+    """Create the run dir, or check that an existing one belongs to this spec; return kept records."""
+    if run_dir.exists():
+        previous = store.load_result(run_dir)
+        if store.spec_identity(previous.spec) != store.spec_identity(spec):
+            raise UserError(f"{run_dir} holds a different run (task {previous.spec.task}, model "
+                            f"{previous.spec.model}); choose another --out")
+        old_fp = previous.provenance.get("dataset_fingerprint")
+        if old_fp and old_fp != prov["dataset_fingerprint"]:
+            raise UserError(f"the data changed since {run_dir} was started (fingerprint {old_fp} -> "
+                            f"{prov['dataset_fingerprint']}); start a new run")
+        records = store.read_jsonl(run_dir / store.SAMPLES, repair=True)
+        finished = [r for r in store.latest_records(records).values() if r["response"].get("error") is None]
+        if len(finished) != len(records):  # drop errored records (retried now) so each key stays once
+            store.write_jsonl_atomic(run_dir / store.SAMPLES, finished)
+        return finished
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run dir {run_dir}: {exc.strerror}") from None
+    return []
+
+
+def log(run_dir: Path, message: str) -> None:
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with open(run_dir / store.LOG, "a", encoding="utf-8") as fh:
+        fh.write(f"{stamp} {message}\n")
+
+
+def write_result(run_dir: Path, result: RunResult) -> None:
+    store.write_json_atomic(run_dir / store.RESULTS, asdict(result))
+
+
+def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) -> tuple[Path, RunResult]:
+    task = get_task(spec.task, spec.task_options)
+    samples = task.load(spec.data, spec.split, spec.limit)
+    if not samples:
+        raise UserError(f"no samples in the data for {spec.task}")
+    by_id = {s.id: s for s in samples}
+    if len(by_id) != len(samples):
+        raise UserError(f"the data for {spec.task} has duplicate sample ids")
+    prov = provenance(task, samples)
+    adapter = wrap_mode(load_adapter(spec), spec)  # validates the model side before touching disk
+    run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
+    try:
+        kept = prepare_run_dir(run_dir, spec, prov)
+        started = time.time()
+        result = RunResult(run_dir.name, "running", spec, provenance={**prov, "started": started})
+        write_result(run_dir, result)
+        done = {r["key"] for r in kept}
+        todo = [r for r in build_requests(samples, spec) if r.key not in done]
+        log(run_dir, f"start: {len(todo)} requests to send, {len(done)} already done")
+        if hasattr(adapter, "attach"):
+            adapter.attach(run_dir)
+        by_key = {r.key: r for r in todo}
+        writer = store.RecordWriter(run_dir / store.SAMPLES)
+        progress = RunProgress(total=len(todo) + len(done), done=len(done), enabled=show_progress)
+
+        def on_response(response: Response) -> None:
+            req = by_key[response.key]
+            scored = score_response(task, by_id[req.sample_id], response, req.repeat)
+            writer.append(make_record(req, by_id[req.sample_id], response, scored))
+            progress.advance(response)
+            if response.error is not None:
+                log(run_dir, f"error {response.key}: {response.error}")
+
+        try:
+            with progress:
+                adapter.generate(todo, on_response)
+        finally:
+            writer.close()
+            adapter.close()
+    except UserError as exc:
+        if run_dir.exists():
+            log(run_dir, f"stopped: {exc}")
+        raise
+    return run_dir, finish(run_dir, task, samples, spec, prov, started)
+
+
+def finish(run_dir: Path, task: Task, samples: list[Sample], spec: RunSpec, prov: dict[str, Any],
+           started: float) -> RunResult:
+    by_id = {s.id: s for s in samples}
+    records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())
+    records = [r for r in records if r["sample_id"] in by_id]
+    summary = summarize(task, by_id, records)
+    complete = len(records) == len(samples) * spec.repeats and summary["counts"]["errors"] == 0
+    extra = {"rules": summary["rules"], "finished": time.time(), "started": started}
+    if hasattr(task, "summary_extras"):
+        extra.update(task.summary_extras())
+    result = RunResult(run_dir.name, "complete" if complete else "incomplete", spec, summary["metrics"],
+                       summary["breakdowns"], summary["counts"], {**prov, **extra})
+    write_result(run_dir, result)
+    log(run_dir, f"end: {result.status}, {summary['counts']['errors']} errors")
+    return result
+
+
+def rescore(run_dir: Path) -> RunResult:
+    """Score a finished run's saved responses again, without the model."""
+    previous = store.load_result(run_dir)
+    spec = previous.spec
+    task = get_task(spec.task, spec.task_options)
+    samples = task.load(spec.data, spec.split, spec.limit)
+    by_id = {s.id: s for s in samples}
+    records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())
+    missing = [r["sample_id"] for r in records if r["sample_id"] not in by_id]
+    if missing:
+        raise UserError(f"{run_dir}: {len(missing)} saved samples are not in the data (e.g. {missing[0]!r})")
+    for r in records:
+        response = response_from_dict(r["response"])
+        r["scored"] = asdict(score_response(task, by_id[r["sample_id"]], response, r["repeat"]))
+    store.write_jsonl_atomic(run_dir / store.SAMPLES, records)
+    prov = {**previous.provenance, **provenance(task, samples)}
+    return finish(run_dir, task, samples, spec, prov, previous.provenance.get("started", time.time()))
+
+
+def resume_spec(run_dir: Path) -> RunSpec:
+    return store.load_result(run_dir).spec
+

@@ -1,0 +1,139 @@
+"""Run directories: `runs/<run id>/` with samples.jsonl, results.json and run.log (DESIGN §8).
+
+Records are appended and flushed as each request finishes; results.json is written atomically
+(temporary file in the same folder, fsync, rename), so a crash leaves either the old or the new file.
+A crash can tear the last line of samples.jsonl: reading detects it and resume repairs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from evals.types import RunResult, RunSpec, UserError, result_from_dict
+
+SAMPLES = "samples.jsonl"
+RESULTS = "results.json"
+LOG = "run.log"
+CALLS = "calls.jsonl"  # sub-calls of a mode (PaCoRe rounds), cached for resume
+
+# Fields that do not change what a run measures: they stay out of the run id and the protocol.
+OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls", "api_key_env"}
+OPERATIONAL_ADAPTER_OPTIONS = {"batch_size", "device_map", "gpu_memory_utilization", "tensor_parallel_size",
+                               "data_parallel_size", "mock_delay"}
+
+
+def spec_identity(spec: RunSpec) -> dict[str, Any]:
+    d = asdict(spec)
+    for name in OPERATIONAL_FIELDS:
+        d.pop(name, None)
+    d["adapter_options"] = {k: v for k, v in d["adapter_options"].items() if k not in OPERATIONAL_ADAPTER_OPTIONS}
+    return d
+
+
+def run_id_for(spec: RunSpec) -> str:
+    """Deterministic: the same command finds the same run dir again (and resumes it)."""
+    digest = hashlib.sha256(json.dumps(spec_identity(spec), sort_keys=True).encode()).hexdigest()[:10]
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", spec.model.rsplit("/", 1)[-1].rsplit(":", 1)[-1])[:40]
+    return f"{spec.task}-{model}-{spec.mode}-{digest}"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    data = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Read records; a torn last line (a crash mid-write) is dropped, and cut off the file if `repair`."""
+    if not path.exists():
+        return []
+    if not path.is_file():
+        raise UserError(f"{path} is not a file")
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    records: list[dict[str, Any]] = []
+    good_bytes = 0
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            good_bytes += len(line) + 1
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError):
+            if n == len(lines) or (n == len(lines) - 1 and not lines[-1]):
+                break  # torn last line
+            raise UserError(f"{path}:{n}: corrupt record (not a JSON object); the run dir is damaged") from None
+        records.append(rec)
+        good_bytes += len(line) + 1
+    if repair and good_bytes < len(raw):
+        with open(path, "r+b") as fh:
+            fh.truncate(min(good_bytes, len(raw)))
+    return records
+
+
+class RecordWriter:
+    """Appends one JSON line per finished request and flushes it at once."""
+
+    def __init__(self, path: Path):
+        self.fh = open(path, "a", encoding="utf-8")
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def load_result(run_dir: Path) -> RunResult:
+    path = run_dir / RESULTS
+    if not run_dir.is_dir():
+        raise UserError(f"not a run directory: {run_dir}")
+    if not path.is_file():
+        raise UserError(f"{run_dir} holds no {RESULTS}: not a run directory")
+    try:
+        return result_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: unreadable results ({type(exc).__name__}: {exc})") from None
+
+
+def latest_records(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The last record for each key (a retried error is superseded by its retry)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        out[r["key"]] = r
+    return out
