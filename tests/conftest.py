@@ -1,0 +1,56 @@
+"""Shared fixtures: the local chat server, small data fixtures, the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/chat_server.py, tests/tiny_vlm.py
+
+from chat_server import ChatServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test (an outside contributor's clone has none)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (../shared/data ships only with the project)")
+    return path
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    server = ChatServer().start()
+    yield server
+    server.stop()
+
+
+AIME_FIXTURE = [
+    {"id": "p1", "problem": "What is $1+1$?", "answer": "2"},
+    {"id": "p2", "problem": "What is $6 \\times 7$?", "answer": "42"},
+    {"id": "p3", "problem": "Give $70$ written with a leading zero.", "answer": "70"},
+]
+
+
+@pytest.fixture
+def aime_data(tmp_path: Path) -> Path:
+    path = tmp_path / "aime.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in AIME_FIXTURE))
+    return path
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `step3vl-eval ARGS` as a user would, in a subprocess."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "evals.cli", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or REPO, timeout=timeout)
