@@ -72,10 +72,10 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(when.timestamp() - time.time(), 0.0), RETRY_AFTER_CAP)
 
 
-def backoff_delay(attempt: int, retry_after: float | None) -> float:
+def backoff_delay(attempt: int, retry_after: float | None, base: float = BACKOFF_BASE) -> float:
     if retry_after is not None:
         return retry_after
-    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+    return random.uniform(0, min(BACKOFF_CAP, base * 2**attempt))
 
 
 def to_openai_message(message: Message, image_cache: dict[str, str]) -> dict[str, Any]:
@@ -129,6 +129,7 @@ class OpenAIAdapter:
         self.timeout = spec.timeout
         self.max_retries = spec.max_retries
         self.options = spec.adapter_options
+        self.backoff_base = float(self.options.get("backoff_base", BACKOFF_BASE))
         self.api_key = os.environ.get(spec.api_key_env) or None
         if self.api_key is None and not all(is_local(u) for u in self.base_urls):
             raise UserError(f"no API key for {self.base_urls[0]}: set {spec.api_key_env} "
@@ -202,7 +203,7 @@ class OpenAIAdapter:
             except RetryableError as exc:
                 last = str(exc)
                 if attempt < self.max_retries:
-                    await asyncio.sleep(backoff_delay(attempt, exc.retry_after))
+                    await asyncio.sleep(backoff_delay(attempt, exc.retry_after, self.backoff_base))
             except FatalServerError as exc:
                 last = str(exc)
                 break

@@ -1,0 +1,129 @@
+"""End to end through the CLI against a real HTTP server on 127.0.0.1 (issue: foundation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from chat_server import ChatServer, Reply
+from conftest import cli, shared_data
+
+from evals.runner import request_seed
+
+# Per problem: four scripted replies (one per repeat), and what each one means.
+SCRIPT = {
+    "p1": [Reply("\\boxed{2}"), Reply("Final: \\boxed{2}"), Reply("\\boxed{3}"), Reply("two, I think")],
+    "p2": [
+        Reply(None, reasoning_content="long thought cut off", finish_reason="length"),  # truncated
+        Reply("\\boxed{41}"), Reply("\\boxed{41}"),
+        Reply("\\boxed{42}", reasoning_content="6*7 is 42"),  # reasoning in its own field
+    ],
+    "p3": [Reply("<think>leading zero</think>\\boxed{070}"), Reply("\\boxed{7}"), Reply("\\boxed{7}"),
+           Reply("\\boxed{7}")],
+    "p4": [Reply("\\boxed{6}")] * 4,
+}
+# Hand-computed: correct counts 2, 1, 1, 0 of 4 -> avg@4 = (0.5 + 0.25 + 0.25 + 0) / 4 = 0.25;
+# pass@4 = 1, 1, 1, 0 -> 0.75; maj@4: p1 "2" (right), p2 "41" (wrong), p3 "7" (wrong), p4 -> 0.25.
+EXPECTED = {"avg@4": 0.25, "pass@4": 0.75, "maj@4": 0.25}
+PROBLEMS = {"p1": ("What is $1+1$?", "2"), "p2": ("What is $6 \\times 7$?", "42"),
+            "p3": ("Seventy?", "70"), "p4": ("Five?", "5")}
+
+
+def write_problems(path: Path) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "problem": q, "answer": a}) + "\n" for i, (q, a) in PROBLEMS.items()))
+    return path
+
+
+def seed_responder(script: dict[str, list[Reply]], seed: int = 0):
+    by_seed = {request_seed(seed, pid, r): reply for pid, replies in script.items() for r, reply in enumerate(replies)}
+
+    def respond(body: dict) -> Reply:
+        return by_seed[body["seed"]]
+
+    return respond
+
+
+def results(run_root: Path) -> tuple[Path, dict]:
+    (run_dir,) = [p for p in run_root.iterdir() if p.is_dir()]
+    return run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def test_aime_run_reports_hand_computed_avg_pass_maj(tmp_path: Path):
+    data = write_problems(tmp_path / "aime.jsonl")
+    with ChatServer(responder=seed_responder(SCRIPT)) as server:
+        proc = cli("run", "aime2025", "--model", "openai/test-model", "--base-url", server.url,
+                   "--samples", "4", "--data", str(data), "--out", str(tmp_path / "runs"))
+        assert proc.returncode == 0, proc.stderr
+        assert len(server.received) == 16
+    run_dir, res = results(tmp_path / "runs")
+    for name, value in EXPECTED.items():
+        assert res["metrics"][name]["value"] == pytest.approx(value), name
+    assert res["metrics"]["accuracy"]["value"] == pytest.approx(0.25)
+    assert res["counts"] == {**res["counts"], "requests": 16, "errors": 0, "truncated": 1, "unparsed": 1}
+    assert res["status"] == "complete"
+    assert res["spec"]["params"]["temperature"] == 1.0 and res["spec"]["params"]["max_tokens"] == 65536
+    prov = res["provenance"]
+    assert prov["dataset_fingerprint"] and prov["prompt_template_hash"] and "packages" in prov
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    by_key = {r["key"]: r for r in records}
+    assert by_key["p2#3"]["response"]["reasoning"] == "6*7 is 42"
+    assert by_key["p3#0"]["response"]["reasoning"] == "leading zero"
+    assert by_key["p2#0"]["scored"]["rule"] == "truncated" and not by_key["p2#0"]["scored"]["correct"]
+    assert "avg@4" in proc.stdout  # the summary table
+
+
+def test_requests_carry_the_reports_sampling_settings_and_distinct_seeds(tmp_path: Path):
+    data = write_problems(tmp_path / "aime.jsonl")
+    with ChatServer(responder=seed_responder(SCRIPT)) as server:
+        proc = cli("run", "aime2025", "--model", "openai/test-model", "--base-url", server.url, "-k", "4",
+                   "--data", str(data), "--out", str(tmp_path / "runs"), "--max-tokens", "1000")
+        assert proc.returncode == 0, proc.stderr
+        bodies = server.received
+    assert {b["temperature"] for b in bodies} == {1.0} and {b["top_p"] for b in bodies} == {1.0}
+    assert {b["max_tokens"] for b in bodies} == {1000}
+    assert all("top_k" not in b for b in bodies)  # disabled: not sent
+    assert len({b["seed"] for b in bodies}) == 16
+    assert "Please reason step by step" in bodies[0]["messages"][0]["content"]
+
+
+def test_score_reproduces_results_without_a_model(tmp_path: Path):
+    data = write_problems(tmp_path / "aime.jsonl")
+    with ChatServer(responder=seed_responder(SCRIPT)) as server:
+        assert cli("run", "aime2025", "--model", "openai/test-model", "--base-url", server.url, "-k", "4",
+                   "--data", str(data), "--out", str(tmp_path / "runs")).returncode == 0
+    run_dir, before = results(tmp_path / "runs")
+    proc = cli("score", str(run_dir))  # the server is gone: scoring needs no model
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((run_dir / "results.json").read_text())
+    assert after["metrics"] == before["metrics"] and after["counts"] == before["counts"]
+
+
+def test_same_command_again_resumes_and_sends_nothing(tmp_path: Path):
+    data = write_problems(tmp_path / "aime.jsonl")
+    args = ["run", "aime2025", "--model", "openai/test-model", "-k", "4", "--data", str(data),
+            "--out", str(tmp_path / "runs")]
+    with ChatServer(responder=seed_responder(SCRIPT)) as server:
+        assert cli(*args, "--base-url", server.url).returncode == 0
+        first = len(server.received)
+        assert cli(*args, "--base-url", server.url).returncode == 0
+        assert len(server.received) == first  # nothing sent twice
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def test_real_aime2025_data_runs_end_to_end(tmp_path: Path):
+    data = shared_data("aime2025")
+    answers = {}
+    for f in sorted(data.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            row = json.loads(line)
+            answers[row["id"]] = row["answer"]
+    ids = list(answers)
+    script = {pid: [Reply(f"\\boxed{{{answers[pid] if i % 3 == 0 else 1000}}}")] for i, pid in enumerate(ids)}
+    with ChatServer(responder=seed_responder(script)) as server:
+        proc = cli("run", "aime2025", "--model", "openai/test-model", "--base-url", server.url, "-k", "1",
+                   "--data", str(data), "--out", str(tmp_path / "runs"))
+        assert proc.returncode == 0, proc.stderr
+    _, res = results(tmp_path / "runs")
+    assert res["provenance"]["n_samples"] == 30
+    assert res["metrics"]["avg@1"]["value"] == pytest.approx(10 / 30)
