@@ -68,6 +68,10 @@ class ChatServer:
     def stop(self) -> None:
         async def shutdown() -> None:
             self.server.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in others:
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
             self.loop.stop()
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop)
         self.thread.join(5)
