@@ -83,6 +83,14 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+GATE_EPILOG = """exit codes: 0 pass (inconclusive and improvement included), 1 a regression beyond --tolerance
+and significant at --alpha, 2 usage or input error (bad flag, malformed baseline, protocol change).
+examples:
+  step3vl-eval gate --write-baseline runs/ ci/baseline.json
+  step3vl-eval gate --baseline ci/baseline.json --current runs/ --tolerance 1.0
+"""
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="step3vl-eval", description="Evaluate vision-language models the STEP3-VL-10B way.",
                             epilog="exit codes: 0 ok, 1 some requests failed (rerun to retry), 2 input error")
@@ -94,6 +102,16 @@ def build_parser() -> ArgumentParser:
     s.add_argument("run_dir")
     sub.add_parser("list", help="list tasks, adapters and modes", epilog="example:\n  step3vl-eval list",
                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = sub.add_parser("gate", help="fail CI on a regression that noise cannot explain", epilog=GATE_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--baseline", help="run dir, folder of run dirs, or baseline JSON (from --write-baseline)")
+    g.add_argument("--current", help="run dir or folder of run dirs (e.g. the CI job's --out)")
+    g.add_argument("--tolerance", type=float, default=1.0, help="points a drop must exceed to fail (default 1.0)")
+    g.add_argument("--alpha", type=float, default=0.05, help="one-sided significance level (default 0.05)")
+    g.add_argument("--tasks", nargs="+", help="compare only these tasks (each must be in both)")
+    g.add_argument("--allow-protocol-change", action="store_true", help="compare despite a protocol change")
+    g.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON report to FILE (no FILE: to stdout)")
+    g.add_argument("--write-baseline", nargs=2, metavar=("RUN_DIR", "FILE"), help="save a run as a baseline JSON")
     return parser
 
 
@@ -287,7 +305,13 @@ def command_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "score": command_score, "list": command_list}
+def command_gate(args: argparse.Namespace) -> int:
+    from evals.gate import command_gate as gate
+
+    return gate(args)
+
+
+COMMANDS = {"run": command_run, "score": command_score, "list": command_list, "gate": command_gate}
 
 
 def main(argv: list[str] | None = None) -> int:

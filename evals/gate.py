@@ -1,0 +1,453 @@
+"""The CI regression gate: fail a build only on a regression that noise cannot explain (DESIGN §9).
+
+Per task, the headline metric (`metrics["accuracy"]`) of a baseline and a current run is compared:
+
+- Paired, on the samples both sides hold (error records excluded, counted):
+  - one 0/1 outcome per sample (k = 1): exact McNemar test on the discordant pairs, one-sided
+    mid-p (P(X > losses) + P(X = losses) / 2 with X ~ Bin(discordant, 1/2)); the 95% CI of the
+    difference is Newcombe's hybrid score interval for paired proportions (method 10);
+  - avg@k (or any fractional score): paired bootstrap over problems of the mean per-problem
+    difference (10,000 resamples, seed 0); 95% percentile CI; one-sided p = share of resampled
+    means on the other side of zero, (1 + count) / (1 + resamples).
+- Unpaired, when one side has no per-sample outcomes (a summary-only baseline, or a metric the
+  per-sample scores do not reproduce, e.g. MMBench CircularEval): one-sided two-proportion z-test
+  (pooled) with Newcombe's independent-samples interval for 0/1 metrics; otherwise a z-test with
+  each side's standard error read off its 95% CI.
+- Verdict, with the drop in points: regression = drop > tolerance and p < alpha; inconclusive =
+  |change| > tolerance but p >= alpha; improvement = the mirror of regression; pass = otherwise.
+- Minimum detectable effect: (z[1 - alpha] + z[0.80]) x the standard error of the difference (paired:
+  sd of per-problem differences / sqrt(n)), floored at one flipped response (1 / (n k)).
+
+Exit codes: 0 pass (inconclusive included), 1 a significant regression beyond tolerance, 2 usage or
+input error. A protocol change (task, split, mode, k, prompt template, scorer, generation settings,
+PaCoRe widths) is refused, naming the fields, unless `allow_protocol_change`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from evals import store
+from evals.metrics import Z95, wilson_interval
+from evals.types import RunResult, UserError
+
+BASELINE_FORMAT = "step3vl-eval-baseline/1"
+HEADLINE = "accuracy"
+POWER = 0.80
+RESAMPLES = 10_000
+SEED = 0
+PROTOCOL_FIELDS = ("task", "split", "mode", "k", "prompt_template_hash", "scorer", "generation", "pacore")
+PASSING = ("pass", "inconclusive", "improvement")
+
+
+@dataclass
+class TaskRun:
+    """One side of a comparison for one task: a run dir's result, or a baseline file's entry."""
+
+    task: str
+    value: float
+    n: int
+    k: int
+    method: str  # how the metric's CI was made: wilson (0/1 outcomes) or bootstrap
+    ci: list[float]
+    protocol: dict[str, Any]
+    dataset_fingerprint: str | None
+    outcomes: dict[str, float] | None  # sample id -> mean score over its answered repeats
+    errors: int = 0
+    source: str = ""
+
+
+@dataclass
+class Comparison:
+    task: str
+    k: int
+    baseline: float
+    current: float
+    diff: float
+    ci: list[float]
+    test: str
+    p: float  # one-sided, in the direction of the observed change
+    mde: float
+    n: int
+    verdict: str
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- reading both sides ------------------------------------------------------------------------
+
+def protocol_of(result: RunResult) -> dict[str, Any]:
+    spec, params = result.spec, result.spec.params
+    return {
+        "task": spec.task, "split": spec.split, "mode": spec.mode, "k": spec.repeats,
+        "prompt_template_hash": result.provenance.get("prompt_template_hash"),
+        "scorer": dict(sorted(spec.task_options.items())),
+        "generation": {"max_tokens": params.max_tokens, "temperature": params.temperature,
+                       "top_p": params.top_p, "top_k": params.top_k},
+        "pacore": {"widths": spec.pacore_widths, "pool": spec.pacore_pool} if spec.mode == "pacore" else None,
+    }
+
+
+def protocol_fingerprint(protocol: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def outcomes_of(run_dir: Path) -> tuple[dict[str, float], int]:
+    """Per-sample mean score over answered repeats, and the number of error records left out."""
+    records = store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values()
+    scores: dict[str, list[float]] = {}
+    errors = 0
+    for r in records:
+        if r["scored"].get("error"):
+            errors += 1
+        else:
+            scores.setdefault(str(r["sample_id"]), []).append(float(r["scored"].get("score", 0.0)))
+    return {sid: sum(v) / len(v) for sid, v in scores.items()}, errors
+
+
+def read_run(run_dir: Path) -> TaskRun:
+    result = store.load_result(run_dir)
+    headline = result.metrics.get(HEADLINE)
+    if not isinstance(headline, dict) or "value" not in headline:
+        raise UserError(f"{run_dir}: results.json has no '{HEADLINE}' metric (unfinished run?)")
+    outcomes, errors = outcomes_of(run_dir)
+    if not outcomes or abs(sum(outcomes.values()) / len(outcomes) - headline["value"]) > 1e-6:
+        outcomes = None  # the per-sample scores do not make this metric (e.g. MMBench CircularEval)
+    return TaskRun(result.spec.task, float(headline["value"]), int(headline["n"]), result.spec.repeats,
+                   str(headline.get("method", "")), list(headline.get("ci", [0.0, 0.0])), protocol_of(result),
+                   result.provenance.get("dataset_fingerprint"), outcomes, errors, str(run_dir))
+
+
+def read_runs(path: Path) -> dict[str, TaskRun]:
+    """A run dir, or a folder of run dirs (one per task), as {task: TaskRun}."""
+    if (path / store.RESULTS).is_file():
+        run = read_run(path)
+        return {run.task: run}
+    run_dirs = sorted(p for p in path.iterdir() if (p / store.RESULTS).is_file())
+    if not run_dirs:
+        raise UserError(f"{path} is neither a run dir nor a folder of run dirs")
+    runs: dict[str, TaskRun] = {}
+    for run_dir in run_dirs:
+        run = read_run(run_dir)
+        if run.task in runs:
+            raise UserError(f"{path} holds two runs of {run.task} ({runs[run.task].source}, {run_dir}): keep one")
+        runs[run.task] = run
+    return runs
+
+
+def read_side(path_text: str) -> dict[str, TaskRun]:
+    path = Path(path_text)
+    if path.is_dir():
+        return read_runs(path)
+    if path.is_file():
+        return read_baseline_file(path)
+    raise UserError(f"{path} does not exist (expected a run dir, a folder of run dirs or a baseline JSON)")
+
+
+# ---- the baseline file -------------------------------------------------------------------------
+
+def baseline_entry(run: TaskRun) -> dict[str, Any]:
+    entry = {"metric": HEADLINE, "value": run.value, "ci": run.ci, "n": run.n, "k": run.k, "method": run.method,
+             "protocol": run.protocol, "protocol_fingerprint": protocol_fingerprint(run.protocol),
+             "dataset_fingerprint": run.dataset_fingerprint, "errors": run.errors, "source": run.source}
+    if run.outcomes is not None:
+        entry["outcomes"] = run.outcomes
+    return entry
+
+
+def write_baseline(run_path: str, out: Path) -> dict[str, TaskRun]:
+    if not Path(run_path).is_dir():
+        raise UserError(f"--write-baseline needs a run dir or a folder of run dirs, got {run_path}")
+    runs = read_runs(Path(run_path))
+    doc = {"format": BASELINE_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "tasks": {task: baseline_entry(run) for task, run in sorted(runs.items())}}
+    store.write_json_atomic(out, doc)
+    return runs
+
+
+def _need(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise UserError(f"malformed baseline {where}: {what}")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def baseline_run(task: str, e: Any, where: str) -> TaskRun:
+    _need(isinstance(e, dict), where, "must be an object")
+    _need(e.get("metric", HEADLINE) == HEADLINE, where, f"metric must be '{HEADLINE}' (the headline)")
+    _need(_is_number(e.get("value")) and 0 <= e["value"] <= 1, where, "'value' must be a fraction in [0, 1]")
+    _need(isinstance(e.get("n"), int) and e["n"] > 0, where, "'n' must be a positive integer")
+    _need(isinstance(e.get("k", 1), int) and e.get("k", 1) > 0, where, "'k' must be a positive integer")
+    _need(isinstance(e.get("protocol"), dict) or isinstance(e.get("protocol_fingerprint"), str), where,
+          "needs 'protocol' (an object) or 'protocol_fingerprint'")
+    ci = e.get("ci", [e["value"], e["value"]])
+    _need(isinstance(ci, list) and len(ci) == 2 and all(_is_number(x) for x in ci), where, "'ci' must be [lo, hi]")
+    outcomes = e.get("outcomes")
+    _need(outcomes is None or (isinstance(outcomes, dict) and all(_is_number(v) and 0 <= v <= 1
+                                                                   for v in outcomes.values())),
+          where, "'outcomes' must map sample ids to scores in [0, 1]")
+    protocol = e.get("protocol") or {"fingerprint": e["protocol_fingerprint"]}
+    k = e.get("k", 1)
+    method = e.get("method") or ("wilson" if k == 1 and outcomes is None else "bootstrap")
+    return TaskRun(task, float(e["value"]), e["n"], k, method, [float(x) for x in ci], protocol,
+                   e.get("dataset_fingerprint"), outcomes, int(e.get("errors", 0)), where)
+
+
+def read_baseline_file(path: Path) -> dict[str, TaskRun]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"malformed baseline {path}: not readable JSON ({exc})") from None
+    _need(isinstance(doc, dict) and isinstance(doc.get("tasks"), dict) and doc["tasks"], str(path),
+          "expected {\"format\": ..., \"tasks\": {task: {metric, value, n, k, protocol, ...}}}")
+    _need(doc.get("format", BASELINE_FORMAT) == BASELINE_FORMAT, str(path), f"unknown format {doc.get('format')!r}")
+    return {task: baseline_run(task, e, f"{path} (task {task})") for task, e in doc["tasks"].items()}
+
+
+# ---- the protocol guard ------------------------------------------------------------------------
+
+def protocol_changes(base: TaskRun, cur: TaskRun) -> list[str]:
+    """Names (with old -> new) of the protocol fields that differ; a fingerprint-only baseline compares hashes."""
+    if set(base.protocol) == {"fingerprint"}:
+        old, new = base.protocol["fingerprint"], protocol_fingerprint(cur.protocol)
+        return [] if old == new else [f"protocol fingerprint ({old} -> {new})"]
+    changed = [f"{name} ({base.protocol.get(name)!r} -> {cur.protocol.get(name)!r})" for name in PROTOCOL_FIELDS
+               if base.protocol.get(name) != cur.protocol.get(name)]
+    datasets = base.dataset_fingerprint, cur.dataset_fingerprint
+    if None not in datasets and datasets[0] != datasets[1] and not shared_ids(base, cur):
+        changed.append(f"dataset ({datasets[0]} -> {datasets[1]}, no shared samples to pair)")
+    return changed
+
+
+def shared_ids(base: TaskRun, cur: TaskRun) -> list[str]:
+    if base.outcomes is None or cur.outcomes is None:
+        return []
+    return sorted(set(base.outcomes) & set(cur.outcomes))
+
+
+# ---- statistics --------------------------------------------------------------------------------
+
+@dataclass
+class TestResult:
+    name: str
+    diff: float
+    ci: tuple[float, float]
+    p_drop: float  # one-sided p that current < baseline
+    p_gain: float  # one-sided p that current > baseline
+    se: float
+
+
+def binomial_mid_p(x: int, n: int) -> float:
+    """P(X > x) + P(X = x) / 2 for X ~ Bin(n, 1/2), summed in log space (exact for any n)."""
+    def pmf(i: int) -> float:
+        return math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2))
+    return min(1.0, sum(pmf(i) for i in range(x + 1, n + 1)) + pmf(x) / 2)
+
+
+def newcombe_interval(p1: float, n1: int, p0: float, n0: int, phi: float = 0.0) -> tuple[float, float]:
+    """95% CI of p1 - p0 from the two Wilson intervals (Newcombe 1998; phi = 0 for independent samples)."""
+    l1, u1 = wilson_interval(p1 * n1, n1)
+    l0, u0 = wilson_interval(p0 * n0, n0)
+    d = p1 - p0
+    lower = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u0 - p0) + (u0 - p0) ** 2))
+    upper = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p0 - l0) + (p0 - l0) ** 2))
+    return (d - lower, d + upper)
+
+
+def mcnemar_test(base: list[float], cur: list[float]) -> TestResult:
+    n = len(base)
+    losses = sum(1 for b, c in zip(base, cur) if b > c)
+    gains = sum(1 for b, c in zip(base, cur) if c > b)
+    both = sum(1 for b, c in zip(base, cur) if b and c)
+    neither = n - losses - gains - both
+    denom = math.sqrt((both + gains) * (losses + neither) * (both + losses) * (gains + neither))
+    phi = (both * neither - gains * losses) / denom if denom else 0.0
+    p1, p0 = sum(cur) / n, sum(base) / n
+    discordant = losses + gains
+    sd = math.sqrt(max(0.0, discordant / n - ((gains - losses) / n) ** 2))
+    return TestResult("McNemar exact mid-p", p1 - p0, newcombe_interval(p1, n, p0, n, phi),
+                      binomial_mid_p(losses, discordant), binomial_mid_p(gains, discordant), sd / math.sqrt(n))
+
+
+def paired_bootstrap_test(base: list[float], cur: list[float]) -> TestResult:
+    d = np.asarray(cur, dtype=float) - np.asarray(base, dtype=float)
+    rng = np.random.default_rng(SEED)
+    means = np.concatenate([d[rng.integers(0, len(d), size=(1000, len(d)))].mean(axis=1)
+                            for _ in range(RESAMPLES // 1000)])
+    p_drop = (1 + int((means >= 0).sum())) / (1 + RESAMPLES)
+    p_gain = (1 + int((means <= 0).sum())) / (1 + RESAMPLES)
+    ci = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+    se = float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+    return TestResult("paired bootstrap", float(d.mean()), ci, p_drop, p_gain, se)
+
+
+def unpaired_test(base: TaskRun, cur: TaskRun) -> TestResult:
+    diff = cur.value - base.value
+    if base.method == cur.method == "wilson":
+        pooled = (base.value * base.n + cur.value * cur.n) / (base.n + cur.n)
+        se0 = math.sqrt(pooled * (1 - pooled) * (1 / base.n + 1 / cur.n))
+        se = math.sqrt(base.value * (1 - base.value) / base.n + cur.value * (1 - cur.value) / cur.n)
+        name, ci = "two-proportion z (unpaired)", newcombe_interval(cur.value, cur.n, base.value, base.n)
+    else:
+        se0 = se = math.hypot((base.ci[1] - base.ci[0]) / (2 * Z95), (cur.ci[1] - cur.ci[0]) / (2 * Z95))
+        name, ci = "z from CIs (unpaired)", (diff - Z95 * se, diff + Z95 * se)
+    return TestResult(name, diff, ci, *normal_one_sided_p(diff, se0), se)
+
+
+def normal_one_sided_p(diff: float, se: float) -> tuple[float, float]:
+    """(p of a drop, p of a gain) from a z statistic; with no spread, the sign alone decides."""
+    if se == 0:
+        return (0.5, 0.5) if diff == 0 else (float(diff > 0), float(diff < 0))
+    p_drop = NormalDist().cdf(diff / se)
+    return p_drop, 1 - p_drop
+
+
+def minimum_detectable_effect(se: float, n: int, k: int, alpha: float) -> float:
+    z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(POWER)
+    return z * max(se, 1 / (n * k))
+
+
+def verdict(diff: float, p_drop: float, p_gain: float, tolerance: float, alpha: float) -> str:
+    points = 100 * diff
+    if points < -tolerance:
+        return "regression" if p_drop < alpha else "inconclusive"
+    if points > tolerance:
+        return "improvement" if p_gain < alpha else "inconclusive"
+    return "pass"
+
+
+# ---- comparing ---------------------------------------------------------------------------------
+
+def compare_task(base: TaskRun, cur: TaskRun, tolerance: float, alpha: float) -> Comparison:
+    notes = []
+    ids = shared_ids(base, cur)
+    if ids:
+        b = [base.outcomes[i] for i in ids]  # type: ignore[index]
+        c = [cur.outcomes[i] for i in ids]  # type: ignore[index]
+        binary = base.k == cur.k == 1 and all(v in (0.0, 1.0) for v in b + c)
+        result = mcnemar_test(b, c) if binary else paired_bootstrap_test(b, c)
+        if len(ids) < max(base.n, cur.n):
+            notes.append(f"compared on the {len(ids)} samples both runs answered "
+                         f"(baseline {base.n}, current {cur.n})")
+    else:
+        result = unpaired_test(base, cur)
+        missing = [name for name, side in (("baseline", base), ("current", cur)) if side.outcomes is None]
+        notes.append(f"unpaired: no per-sample outcomes in {' and '.join(missing)}" if missing
+                     else "unpaired: the runs share no samples")
+    for name, side in (("baseline", base), ("current", cur)):
+        if side.errors:
+            notes.append(f"{side.errors} error records in the {name} left out")
+    n = len(ids) or min(base.n, cur.n)
+    p = result.p_drop if result.diff < 0 else result.p_gain
+    return Comparison(cur.task, cur.k, base.value, cur.value, result.diff, list(result.ci), result.name, p,
+                      minimum_detectable_effect(result.se, n, cur.k, alpha), n,
+                      verdict(result.diff, result.p_drop, result.p_gain, tolerance, alpha), notes)
+
+
+def compare(baseline: dict[str, TaskRun], current: dict[str, TaskRun], tolerance: float, alpha: float,
+            tasks: list[str] | None = None, allow_protocol_change: bool = False) -> list[Comparison]:
+    for task in tasks or []:
+        for name, side in (("baseline", baseline), ("current", current)):
+            if task not in side:
+                raise UserError(f"task {task} is not in the {name} (it holds: {', '.join(sorted(side)) or 'nothing'})")
+    names = sorted(tasks or set(baseline) & set(current))
+    if not names:
+        raise UserError(f"no task in both: baseline has {', '.join(sorted(baseline))}; "
+                        f"current has {', '.join(sorted(current))}")
+    changes = {t: protocol_changes(baseline[t], current[t]) for t in names}
+    refused = [f"{t}: {', '.join(c)}" for t, c in changes.items() if c]
+    if refused and not allow_protocol_change:
+        raise UserError(f"protocol differs ({'; '.join(refused)}); rerun with the baseline's protocol, "
+                        "or pass --allow-protocol-change")
+    comparisons = []
+    for t in names:
+        comparison = compare_task(baseline[t], current[t], tolerance, alpha)
+        if changes[t]:
+            comparison.notes.insert(0, f"protocol changed (allowed): {', '.join(changes[t])}")
+        comparisons.append(comparison)
+    return comparisons
+
+
+def exit_code(comparisons: list[Comparison]) -> int:
+    return 1 if any(c.verdict == "regression" for c in comparisons) else 0
+
+
+# ---- output ------------------------------------------------------------------------------------
+
+def points(x: float, sign: bool = False) -> str:
+    return f"{100 * x:+.2f}" if sign else f"{100 * x:.2f}"
+
+
+def p_value(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def markdown_report(comparisons: list[Comparison], tolerance: float, alpha: float) -> str:
+    failed = sum(c.verdict == "regression" for c in comparisons)
+    head = f"FAIL: {failed} significant regression{'s' if failed > 1 else ''}" if failed else "PASS"
+    lines = [f"### step3vl-eval gate: {head}", "",
+             f"Tolerance {tolerance:g} points · alpha {alpha:g} (one-sided) · MDE at {POWER:.0%} power · "
+             "scores in points (0-100)", "",
+             "| task | k | baseline | current | Δ | 95% CI of Δ | test | p | MDE | n | verdict |",
+             "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---|"]
+    for c in comparisons:
+        shown = f"**{c.verdict}**" if c.verdict == "regression" else c.verdict
+        lines.append(f"| {c.task} | {c.k} | {points(c.baseline)} | {points(c.current)} | {points(c.diff, True)} | "
+                     f"[{points(c.ci[0], True)}, {points(c.ci[1], True)}] | {c.test} | {p_value(c.p)} | "
+                     f"{points(c.mde)} | {c.n} | {shown} |")
+    notes = [f"- {c.task}: {note}" for c in comparisons for note in c.notes]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def json_report(comparisons: list[Comparison], tolerance: float, alpha: float) -> dict[str, Any]:
+    return {"result": "fail" if exit_code(comparisons) else "pass", "exit_code": exit_code(comparisons),
+            "tolerance_points": tolerance, "alpha": alpha, "power": POWER,
+            "tasks": [asdict(c) for c in comparisons]}
+
+
+# ---- the command -------------------------------------------------------------------------------
+
+def append_step_summary(markdown: str) -> None:
+    """GitHub Actions shows what a step appends to $GITHUB_STEP_SUMMARY on the run's page."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        try:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(markdown + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot append to GITHUB_STEP_SUMMARY {path}: {exc.strerror}") from None
+
+
+def command_gate(args: Any) -> int:
+    if args.write_baseline:
+        run_dir, out = args.write_baseline
+        runs = write_baseline(run_dir, Path(out))
+        print(f"wrote baseline {out}: {', '.join(f'{t} {points(r.value)} (n {r.n}, k {r.k})' for t, r in runs.items())}")
+        return 0
+    if not (args.baseline and args.current):
+        raise UserError("gate needs --baseline and --current (or --write-baseline RUN_DIR FILE)")
+    if args.tolerance < 0 or not 0 < args.alpha < 1:
+        raise UserError("--tolerance must be >= 0 points and --alpha in (0, 1)")
+    comparisons = compare(read_side(args.baseline), read_side(args.current), args.tolerance, args.alpha,
+                          args.tasks, args.allow_protocol_change)
+    markdown = markdown_report(comparisons, args.tolerance, args.alpha)
+    append_step_summary(markdown)
+    report = json_report(comparisons, args.tolerance, args.alpha)
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+    else:
+        if args.json:
+            store.write_json_atomic(Path(args.json), report)
+        print(markdown, end="")
+    return exit_code(comparisons)
