@@ -189,8 +189,8 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
     prov = provenance(task, samples)
     adapter = wrap_mode(load_adapter(spec), spec)  # validates the model side before touching disk
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
+    kept = prepare_run_dir(run_dir, spec, prov)  # refuses a foreign or damaged run dir untouched
     try:
-        kept = prepare_run_dir(run_dir, spec, prov)
         started = time.time()
         result = RunResult(run_dir.name, "running", spec, provenance={**prov, "started": started})
         write_result(run_dir, result)
@@ -218,8 +218,7 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
             writer.close()
             adapter.close()
     except UserError as exc:
-        if run_dir.exists():
-            log(run_dir, f"stopped: {exc}")
+        log(run_dir, f"stopped: {exc}")
         raise
     return run_dir, finish(run_dir, task, samples, spec, prov, started)
 

@@ -1,0 +1,127 @@
+"""Bad input: one line on stderr, exit 2, no traceback, and an existing run dir left untouched."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from chat_server import ChatServer
+from conftest import cli
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def existing_run(tmp_path: Path, aime_data: Path) -> Path:
+    out = tmp_path / "runs"
+    proc = cli("run", "aime2025", "--model", "mock", "-k", "2", "--data", str(aime_data), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def bad_cases(data: Path, tmp: Path) -> dict[str, list[str]]:
+    no_answer = tmp / "no_answer.jsonl"
+    no_answer.write_text('{"id": "a", "problem": "1+1?"}\n')
+    bad_json = tmp / "bad.jsonl"
+    bad_json.write_text('{"id": "a", "problem": \n')
+    latin1 = tmp / "latin1.jsonl"
+    latin1.write_bytes('{"id": "a", "problem": "caf\xe9", "answer": "1"}\n'.encode("latin-1"))
+    unknown_key = tmp / "unknown.toml"
+    unknown_key.write_text('model = "mock"\nsampels = 4\n')
+    bad_toml = tmp / "bad.toml"
+    bad_toml.write_text("model = \n")
+    wrong_type = tmp / "wrong_type.toml"
+    wrong_type.write_text('model = "mock"\nsamples = "four"\n')
+    base = ["run", "aime2025", "--data", str(data)]
+    return {
+        "unknown task": ["run", "nosuchtask", "--model", "mock"],
+        "unknown adapter": [*base, "--model", "nosuch/model"],
+        "missing data file": ["run", "aime2025", "--model", "mock", "--data", str(tmp / "missing.jsonl")],
+        "data without the answer field": ["run", "aime2025", "--model", "mock", "--data", str(no_answer)],
+        "data that is not JSON": ["run", "aime2025", "--model", "mock", "--data", str(bad_json)],
+        "data that is not UTF-8": ["run", "aime2025", "--model", "mock", "--data", str(latin1)],
+        "samples 0": [*base, "--model", "mock", "--samples", "0"],
+        "negative limit": [*base, "--model", "mock", "--limit", "-1"],
+        "unreachable base URL": [*base, "--model", "openai/m", "--base-url", f"http://127.0.0.1:{free_port()}/v1"],
+        "missing API key for a hosted endpoint": [*base, "--model", "openai/gpt-4o", "--base-url",
+                                                  "https://api.example.invalid/v1", "--api-key-env", "NO_SUCH_KEY_VAR"],
+        "unknown config key": [*base, "--config", str(unknown_key)],
+        "config that is not TOML": [*base, "--config", str(bad_toml)],
+        "config value of the wrong type": [*base, "--config", str(wrong_type)],
+        "missing config file": [*base, "--config", str(tmp / "none.toml")],
+        "no model": base,
+        "no task": ["run", "--model", "mock"],
+        "unknown flag": [*base, "--model", "mock", "--frobnicate"],
+        "bad -O option": [*base, "--model", "mock", "-O", "novalue"],
+        "pacore widths not numbers": [*base, "--model", "mock", "--pacore-widths", "a,b"],
+        "replay file missing": [*base, "--model", f"replay:{tmp / 'preds.jsonl'}"],
+        "resume a dir that is not a run": ["run", "--resume", str(tmp)],
+        "score a missing run dir": ["score", str(tmp / "nope")],
+    }
+
+
+def test_each_bad_input_gives_one_line_and_exit_2(tmp_path: Path, aime_data: Path, existing_run: Path):
+    before = snapshot(existing_run)
+    for name, args in bad_cases(aime_data, tmp_path).items():
+        if "--out" not in args and args[0] == "run" and "--resume" not in args:
+            args = [*args, "--out", str(existing_run)]
+        proc = cli(*args, env={"NO_SUCH_KEY_VAR": ""})
+        assert proc.returncode == 2, f"{name}: exit {proc.returncode}\n{proc.stderr}"
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, f"{name}: {proc.stderr}"
+        assert "Traceback" not in proc.stderr and lines[0].startswith("step3vl-eval: error:"), name
+    assert snapshot(existing_run) == before
+
+
+def test_a_server_that_rejects_the_key_stops_before_anything_is_written(tmp_path: Path, aime_data: Path):
+    with ChatServer(api_key="sk-right") as server:
+        proc = cli("run", "aime2025", "--model", "openai/m", "--base-url", server.url, "--data", str(aime_data),
+                   "--out", str(tmp_path / "runs"), env={"OPENAI_API_KEY": "sk-wrong"})
+    assert proc.returncode == 2 and "refused the API key" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_dir_of_another_spec_is_refused(tmp_path: Path, aime_data: Path, existing_run: Path):
+    (run_dir,) = list(existing_run.iterdir())
+    results = json.loads((run_dir / "results.json").read_text())
+    results["spec"]["task"] = "mmmu"
+    (run_dir / "results.json").write_text(json.dumps(results))
+    before = snapshot(existing_run)
+    proc = cli("run", "aime2025", "--model", "mock", "-k", "2", "--data", str(aime_data), "--out", str(existing_run))
+    assert proc.returncode == 2 and "different run" in proc.stderr
+    assert snapshot(existing_run) == before
+
+
+def test_a_corrupt_samples_file_is_reported_not_overwritten(tmp_path: Path, aime_data: Path, existing_run: Path):
+    (run_dir,) = list(existing_run.iterdir())
+    samples = run_dir / "samples.jsonl"
+    lines = samples.read_text().splitlines()
+    samples.write_text("\n".join([lines[0], "{garbage", *lines[1:]]) + "\n")
+    before = snapshot(existing_run)
+    proc = cli("run", "aime2025", "--model", "mock", "-k", "2", "--data", str(aime_data), "--out", str(existing_run))
+    assert proc.returncode == 2 and "corrupt record" in proc.stderr
+    assert snapshot(existing_run) == before
+
+
+def test_api_key_never_reaches_a_file(tmp_path: Path, aime_data: Path):
+    key = "sk-SECRET-7f3a9c1e-do-not-leak"
+    with ChatServer(api_key=key) as server:
+        proc = cli("run", "aime2025", "--model", "openai/m", "--base-url", server.url, "-k", "2",
+                   "--data", str(aime_data), "--out", str(tmp_path / "runs"), env={"OPENAI_API_KEY": key})
+        assert proc.returncode == 0, proc.stderr
+        assert server.completions == 6  # the key was sent, and accepted
+    written = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    assert written
+    for p in written:
+        assert key.encode() not in p.read_bytes(), p
+    assert key not in proc.stdout + proc.stderr
