@@ -9,6 +9,9 @@ from evals.types import Task, UserError
 # name -> ("module:Class", constructor keyword arguments)
 TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "aime2025": ("tasks.aime2025:AIME2025", {}),
+    "mmmu": ("tasks.mmmu:MMMU", {}),
+    "mmbench_en": ("tasks.mmbench:MMBench", {"lang": "en"}),
+    "mmbench_cn": ("tasks.mmbench:MMBench", {"lang": "cn"}),
 }
 
 
