@@ -1,0 +1,268 @@
+"""The regression gate (issue 7), on runs made by the real pipeline: AIME-schema fixtures scored by the
+runner with replayed answers that are right or wrong as scripted, then gated through the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+from evals import gate, runner
+from evals.types import GenParams, RunSpec
+
+N_BIG = 1000
+
+
+def write_problems(path: Path, n: int) -> Path:
+    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is {i} + 0?", "answer": str(i)}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def write_replay(path: Path, n: int, wrong: set[int] | dict[int, set[int]], k: int = 1) -> Path:
+    """Answers for problems 0..n-1; `wrong` is a set of problems (every repeat wrong) or, with k > 1,
+    {repeat: problems wrong in that repeat}."""
+    lines = []
+    for i in range(n):
+        if k == 1:
+            assert isinstance(wrong, set)
+            lines.append({"id": f"q{i}", "response": f"\\boxed{{{i + 1 if i in wrong else i}}}"})
+        else:
+            assert isinstance(wrong, dict)
+            lines += [{"key": f"q{i}#{r}", "response": f"\\boxed{{{i + 1 if i in wrong[r] else i}}}"}
+                      for r in range(k)]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def make_run(tmp: Path, name: str, data: Path, wrong, k: int = 1, **spec_fields) -> Path:
+    """A run dir made by the runner, as `step3vl-eval run aime2025 --model replay:...` makes it."""
+    replay = write_replay(tmp / f"{name}.jsonl", sum(1 for _ in data.open()), wrong, k)
+    spec = RunSpec(task="aime2025", model=f"replay:{replay}", repeats=k, data=str(data),
+                   params=GenParams(max_tokens=4096), out=str(tmp / name), **spec_fields)
+    run_dir, _ = runner.run(spec, show_progress=False)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> dict[str, Path]:
+    """1,000 problems; baseline 70.0%; a true 5-point drop; a 0.3-point drop (10 fixed, 13 broken)."""
+    tmp = tmp_path_factory.mktemp("big")
+    data = write_problems(tmp / "aime.jsonl", N_BIG)
+    base_wrong = set(range(300))
+    return {
+        "data": data,
+        "baseline": make_run(tmp, "baseline", data, base_wrong),
+        "drop5": make_run(tmp, "drop5", data, base_wrong | set(range(300, 350))),
+        "drop03": make_run(tmp, "drop03", data, (base_wrong - set(range(10))) | set(range(300, 313))),
+        "gain5": make_run(tmp, "gain5", data, base_wrong - set(range(50))),
+    }
+
+
+def gate_json(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
+    proc = cli("gate", *args, "--json", env=env)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
+
+
+def only_task(report: dict) -> dict:
+    (task,) = report["tasks"]
+    return task
+
+
+# ---- the promises of the issue -----------------------------------------------------------------
+
+def test_true_five_point_drop_on_1000_items_fails_the_gate(big):
+    code, report, err = gate_json("--baseline", str(big["baseline"]), "--current", str(big["drop5"]))
+    assert code == 1, err
+    row = only_task(report)
+    assert row["verdict"] == "regression" and row["test"] == "McNemar exact mid-p"
+    assert row["diff"] == pytest.approx(-0.05) and row["n"] == N_BIG
+    assert row["ci"][0] < -0.05 < row["ci"][1] < 0
+    assert row["p"] == pytest.approx(0.5 ** 51)  # 50 losses, no gains: mid-p = P(X = 50) / 2
+    assert report["result"] == "fail"
+
+
+def test_point_three_drop_on_1000_items_passes(big):
+    code, report, err = gate_json("--baseline", str(big["baseline"]), "--current", str(big["drop03"]))
+    assert code == 0, err
+    row = only_task(report)
+    assert row["verdict"] == "pass" and row["diff"] == pytest.approx(-0.003)
+    assert row["ci"][0] < 0 < row["ci"][1]
+
+
+def test_drop_beyond_tolerance_on_20_items_is_inconclusive_and_passes(tmp_path):
+    data = write_problems(tmp_path / "aime.jsonl", 20)
+    base = make_run(tmp_path, "base", data, {0, 1, 2, 3, 4, 5})  # 70%
+    cur = make_run(tmp_path, "cur", data, {0, 1, 2, 3, 4, 5, 6, 7})  # 60%: a 10-point drop
+    proc = cli("gate", "--baseline", str(base), "--current", str(cur))
+    assert proc.returncode == 0, proc.stderr
+    assert "| inconclusive |" in proc.stdout and "PASS" in proc.stdout
+    code, report, _ = gate_json("--baseline", str(base), "--current", str(cur))
+    row = only_task(report)
+    assert row["p"] == pytest.approx(0.125)  # 2 losses of 2 discordant: (1/4) / 2
+    assert row["mde"] > 0.10  # 20 items cannot see a 10-point drop
+
+
+def test_improvement_is_reported_and_passes(big):
+    code, report, _ = gate_json("--baseline", str(big["baseline"]), "--current", str(big["gain5"]))
+    assert code == 0 and only_task(report)["verdict"] == "improvement"
+
+
+def test_protocol_mismatch_refuses_naming_the_field(tmp_path):
+    data = write_problems(tmp_path / "aime.jsonl", 20)
+    base = make_run(tmp_path, "base", data, set())
+    cur = make_run(tmp_path, "cur", data, {0: set(), 1: set()}, k=2)
+    proc = cli("gate", "--baseline", str(base), "--current", str(cur))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "k (1 -> 2)" in proc.stderr and "aime2025" in proc.stderr
+    allowed = cli("gate", "--baseline", str(base), "--current", str(cur), "--allow-protocol-change")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "protocol changed (allowed): k (1 -> 2)" in allowed.stdout
+
+
+@pytest.mark.parametrize("field, value", [
+    ("split", "dev"), ("mode", "pacore"), ("prompt_template_hash", "0000000000000000"),
+    ("scorer", {"judge": "openai/gpt-4o-mini"}), ("generation", {"max_tokens": 512}),
+])
+def test_each_protocol_field_of_a_baseline_file_is_guarded(big, tmp_path, field, value):
+    path = tmp_path / "baseline.json"
+    assert cli("gate", "--write-baseline", str(big["baseline"]), str(path)).returncode == 0
+    doc = json.loads(path.read_text())
+    doc["tasks"]["aime2025"]["protocol"][field] = value
+    path.write_text(json.dumps(doc))
+    proc = cli("gate", "--baseline", str(path), "--current", str(big["drop03"]))
+    assert proc.returncode == 2 and f"aime2025: {field} (" in proc.stderr
+
+
+@pytest.mark.parametrize("content, why", [
+    ("{not json", "not JSON"),
+    ('{"tasks": {}}', "no tasks"),
+    ('{"tasks": {"aime2025": {"value": 87.5, "n": 30, "protocol": {}}}}', "points, not a fraction"),
+    ('{"tasks": {"aime2025": {"value": 0.875, "protocol": {}}}}', "no n"),
+    ('{"tasks": {"aime2025": {"value": 0.875, "n": 30}}}', "no protocol"),
+    ('{"tasks": {"aime2025": {"value": 0.8, "n": 2, "protocol": {}, "outcomes": {"a": "yes"}}}}', "bad outcome"),
+    ('[1, 2]', "not an object"),
+])
+def test_malformed_baseline_gives_one_line_and_exit_2(big, tmp_path, content, why):
+    path = tmp_path / "baseline.json"
+    path.write_text(content)
+    proc = cli("gate", "--baseline", str(path), "--current", str(big["drop5"]))
+    assert proc.returncode == 2, why
+    assert proc.stderr.startswith("step3vl-eval: error: malformed baseline") and proc.stderr.count("\n") == 1, why
+    assert proc.stdout == ""
+
+
+# ---- baselines, pairing, output ----------------------------------------------------------------
+
+def test_written_baseline_gates_exactly_like_its_run_dir(big, tmp_path):
+    path = tmp_path / "baseline.json"
+    wrote = cli("gate", "--write-baseline", str(big["baseline"]), str(path))
+    assert wrote.returncode == 0 and "aime2025 70.00" in wrote.stdout
+    from_file = gate_json("--baseline", str(path), "--current", str(big["drop5"]))
+    from_dir = gate_json("--baseline", str(big["baseline"]), "--current", str(big["drop5"]))
+    assert from_file[:2] == from_dir[:2]
+
+
+def test_summary_only_baseline_falls_back_to_an_unpaired_test(big, tmp_path):
+    path = tmp_path / "baseline.json"
+    cli("gate", "--write-baseline", str(big["baseline"]), str(path))
+    doc = json.loads(path.read_text())
+    del doc["tasks"]["aime2025"]["outcomes"]
+    path.write_text(json.dumps(doc))
+    code, report, _ = gate_json("--baseline", str(path), "--current", str(big["drop5"]))
+    row = only_task(report)
+    assert code == 1 and row["test"] == "two-proportion z (unpaired)"
+    assert "unpaired: no per-sample outcomes in baseline" in row["notes"]
+    # pooled z = -0.05 / sqrt(0.675 * 0.325 * 2 / 1000) = -2.390
+    assert row["p"] == pytest.approx(0.00842, abs=1e-4)
+
+
+def test_avg_at_k_uses_the_paired_bootstrap(tmp_path):
+    data = write_problems(tmp_path / "aime.jsonl", 400)
+    base_wrong = {r: set(range(100 + 20 * r)) for r in range(4)}  # 100/120/140/160 of 400 wrong
+    base = make_run(tmp_path, "base", data, base_wrong, k=4)
+    drop = make_run(tmp_path, "drop", data, {r: w | set(range(200, 220)) for r, w in base_wrong.items()}, k=4)
+    same = make_run(tmp_path, "same", data, {r: w | {300} for r, w in base_wrong.items()}, k=4)
+    code, report, _ = gate_json("--baseline", str(base), "--current", str(drop))
+    row = only_task(report)
+    assert code == 1 and row["test"] == "paired bootstrap" and row["k"] == 4
+    assert row["diff"] == pytest.approx(-0.05) and row["ci"][1] < 0
+    code, report, _ = gate_json("--baseline", str(base), "--current", str(same))
+    assert code == 0 and only_task(report)["verdict"] == "pass"
+
+
+def test_error_records_are_left_out_of_pairing_and_counted(tmp_path):
+    data = write_problems(tmp_path / "aime.jsonl", 50)
+    base = make_run(tmp_path, "base", data, set())
+    replay = write_replay(tmp_path / "partial.jsonl", 50, set())
+    replay.write_text("".join(replay.read_text().splitlines(keepends=True)[:45]))  # 5 requests fail
+    spec = RunSpec(task="aime2025", model=f"replay:{replay}", repeats=1, data=str(data),
+                   params=GenParams(max_tokens=4096), out=str(tmp_path / "cur"))
+    cur, _ = runner.run(spec, show_progress=False)
+    code, report, _ = gate_json("--baseline", str(base), "--current", str(cur))
+    row = only_task(report)
+    assert code == 0 and row["n"] == 45 and row["diff"] == 0
+    assert "5 error records in the current left out" in row["notes"]
+
+
+def test_folder_of_run_dirs_and_task_filter(big, tmp_path):
+    runs = big["drop5"].parent  # the --out folder of a CI job
+    code, report, _ = gate_json("--baseline", str(big["baseline"].parent), "--current", str(runs))
+    assert code == 1 and only_task(report)["task"] == "aime2025"
+    proc = cli("gate", "--baseline", str(big["baseline"]), "--current", str(runs), "--tasks", "mmmu")
+    assert proc.returncode == 2 and "task mmmu is not in the baseline" in proc.stderr
+
+
+def test_markdown_goes_to_the_github_step_summary(big, tmp_path):
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    proc = cli("gate", "--baseline", str(big["baseline"]), "--current", str(big["drop5"]),
+               env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == 1
+    text = summary.read_text()
+    assert text.startswith("earlier step\n") and "| aime2025 | 1 | 70.00 | 65.00 | -5.00 |" in text
+    assert "**regression**" in proc.stdout and "FAIL" in proc.stdout
+
+
+def test_gate_without_inputs_is_a_usage_error():
+    proc = cli("gate", "--current", "runs")
+    assert proc.returncode == 2 and "--baseline" in proc.stderr
+
+
+# ---- the statistics, by hand -------------------------------------------------------------------
+
+@pytest.mark.parametrize("losses, discordant, expected, why", [
+    (0, 0, 0.5, "no discordant pair: no evidence either way"),
+    (4, 4, 1 / 32, "all four one way: P(X=4)/2"),
+    (2, 4, 0.5, "an even split: 5/16 + 3/16"),
+    (3, 10, 0.9453125 - 0.1171875 / 2, "P(X>3) + P(X=3)/2 = (1 - 176/1024) + (120/1024)/2"),
+])
+def test_binomial_mid_p(losses, discordant, expected, why):
+    assert gate.binomial_mid_p(losses, discordant) == pytest.approx(expected), why
+
+
+def test_newcombe_interval_matches_the_published_example():
+    # Newcombe (1998), Stat Med 17:873, example (a): 56/70 - 48/80, method 10: +0.0524 to +0.3339.
+    lo, hi = gate.newcombe_interval(56 / 70, 70, 48 / 80, 80)
+    assert (round(lo, 4), round(hi, 4)) == (0.0524, 0.3339)
+
+
+@pytest.mark.parametrize("diff, p_drop, p_gain, expected", [
+    (-0.05, 0.001, 0.999, "regression"),
+    (-0.05, 0.20, 0.80, "inconclusive"),
+    (-0.005, 0.001, 0.999, "pass"),  # significant but within tolerance
+    (0.05, 0.999, 0.001, "improvement"),
+    (0.05, 0.80, 0.20, "inconclusive"),
+    (0.0, 0.5, 0.5, "pass"),
+])
+def test_verdict_needs_both_tolerance_and_significance(diff, p_drop, p_gain, expected):
+    assert gate.verdict(diff, p_drop, p_gain, tolerance=1.0, alpha=0.05) == expected
+
+
+def test_mde_is_floored_at_one_flipped_response():
+    z = 1.6448536269514722 + 0.8416212335729143
+    assert gate.minimum_detectable_effect(0.0, 1000, 1, 0.05) == pytest.approx(z / 1000)
+    assert math.isclose(gate.minimum_detectable_effect(0.01, 1000, 1, 0.05), z * 0.01)
