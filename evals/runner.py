@@ -170,8 +170,11 @@ def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any]) -> list[
 
 def log(run_dir: Path, message: str) -> None:
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with open(run_dir / store.LOG, "a", encoding="utf-8") as fh:
-        fh.write(f"{stamp} {message}\n")
+    try:
+        with open(run_dir / store.LOG, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {message}\n")
+    except OSError:
+        pass  # the log is best effort: a full disk is reported by the write that matters
 
 
 def write_result(run_dir: Path, result: RunResult) -> None:

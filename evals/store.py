@@ -109,14 +109,24 @@ class RecordWriter:
     """Appends one JSON line per finished request and flushes it at once."""
 
     def __init__(self, path: Path):
-        self.fh = open(path, "a", encoding="utf-8")
+        self.path = path
+        try:
+            self.fh = open(path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
     def append(self, record: dict[str, Any]) -> None:
-        self.fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.fh.flush()
+        try:
+            self.fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.fh.flush()
+        except OSError as exc:
+            raise UserError(f"cannot write {self.path}: {exc.strerror}; the records before this one are kept") from None
 
     def close(self) -> None:
-        self.fh.close()
+        try:
+            self.fh.close()
+        except OSError:
+            pass  # the failed write was already reported
 
 
 def load_result(run_dir: Path) -> RunResult:
