@@ -2,14 +2,53 @@
 
 SeRe (sequential reasoning) is one long chain of thought per request; the wrapper only makes sure
 the thinking is split off the answer whatever the backend returned.
+
+PaCoRe (parallel coordinated reasoning, DESIGN §6) answers each request in rounds. Round 0 sends
+the original messages `widths[0]` times with distinct seeds; each later round sends a synthesis
+prompt built from the previous round's compacted replies; the last round has width 1 and its reply
+is the answer. A round goes out for every request of the run at once (one `generate` call on the
+wrapped adapter), so it costs about one call's latency where the backend has the capacity.
+
+Choices written down here (docs/pacore.md explains them for users):
+- Compaction keeps a reply's answer part (after the last `</think>`, or the `content` field) and
+  drops replies that failed, came back empty or stopped at the token limit (`finish_reason`
+  `length`: an answer cut off mid-way is not a conclusion).
+- Order, as the reference implementation does it: all replies of the round (failed ones included,
+  as empty text) sorted by answer length, ties by trajectory index, then shuffled with
+  `random.Random(42)`; the dropped ones are removed after that.
+- Budgets: the parallel rounds use the run's `max_tokens` (task default 65,536). A synthesis
+  round asks for `min(max_tokens, context - estimated prompt tokens)` with a context of 131,072
+  (the report's PaCoRe length; `-O pacore_context=N` or `--max-model-len N` change it), so that
+  prompt plus answer fit the window a server enforces. The estimate is the original prompt's
+  tokens (from round 0's usage, else a byte count) plus one token per 3 UTF-8 bytes of added text
+  (an overestimate for English, about right for CJK). The synthesis prompt's token count is
+  recorded in the trace: the server's `usage.prompt_tokens`, or the estimate when none came back.
+- Sub-call seeds come from the request's seed, the round and the trajectory index.
+- Every sub-call is appended (flushed) to `calls.jsonl` in the run dir, keyed by model, messages
+  digest and params (seed included); a resumed run takes finished replies from there.
+- `--pacore-pool N` (the PaCoRe paper's shortcut for avg@k): one pool of N round-0 replies per
+  problem, shared by its repeats; each repeat draws `widths[0]` of them (seeded by its own seed).
+  A request's usage then counts the pooled replies it drew, not their one-time cost.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import hashlib
+import json
+import random
+import time
+import zlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
 
+from evals import store
 from evals.extract import THINK_END, split_thinking
-from evals.types import Adapter, Request, Response, RunSpec, UserError
+from evals.types import (
+    Adapter, Image, Message, Request, Response, RunSpec, Text, Usage, UserError, messages_digest,
+    response_from_dict,
+)
 
 MODES = ("sere", "pacore")
 
@@ -32,9 +71,347 @@ class SeRe:
         self.inner.close()
 
 
+# ---- PaCoRe: the pieces the rounds are made of ------------------------------------------------
+
+# The prompt the model was trained with (DESIGN §6), rendered by jinja2 with its default settings
+# like the reference implementation: the block tags keep their newlines, and the template's own
+# trailing newline is dropped on rendering.
+SYNTHESIS_TEMPLATE = """\
+You are given a problem and a list of reference responses. Your job is to analyze these references and provide your own response.
+
+Original Problem:
+{{ original_prompt }}
+
+Reference Responses:
+{% for response in ref_responses %}
+Reference {{ loop.index }}:
+{{ response }}
+{% endfor %}
+
+Now, based on the original problem and reference responses above, please provide your own comprehensive solution.
+"""
+ORDER_SEED = 42
+SYNTHESIS_CONTEXT = 131072
+BYTES_PER_TOKEN = 3
+IMAGE_TOKENS_GUESS = 1024  # per image, when the backend reports no prompt tokens
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_template() -> Any:
+    import jinja2  # only PaCoRe needs it; keeps `import evals` light
+
+    return jinja2.Template(SYNTHESIS_TEMPLATE)
+
+
+def render_synthesis_prompt(original_prompt: str, references: list[str]) -> str:
+    return str(_compiled_template().render(original_prompt=original_prompt, ref_responses=references))
+
+
+def compact(reply: Response) -> str | None:
+    """A reply's conclusion (its answer part), or None when it cannot serve as a reference."""
+    if reply.error is not None or reply.finish_reason == "length":
+        return None
+    text = split_thinking(reply.text)[1] if THINK_END in reply.text else reply.text
+    return text.strip() or None
+
+
+def reference_order(replies: list[Response]) -> list[int]:
+    """Indices of the usable replies, in the order the synthesis prompt lists them."""
+    order = sorted(range(len(replies)), key=lambda i: len(replies[i].text))
+    random.Random(ORDER_SEED).shuffle(order)
+    return [i for i in order if compact(replies[i]) is not None]
+
+
+def last_user_index(messages: list[Message]) -> int | None:
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user":
+            return i
+    return None
+
+
+def synthesis_messages(messages: list[Message], references: list[str]) -> tuple[list[Message], str | None]:
+    """The original messages with the last user turn's text replaced by the synthesis prompt.
+
+    That turn keeps its images (before the prompt); other turns are left as they are. Without
+    references (nothing survived) the original messages go out unchanged. Also returns the prompt.
+    """
+    at = last_user_index(messages)
+    if not references or at is None:
+        return messages, None
+    turn = messages[at]
+    prompt = render_synthesis_prompt(turn.text(), references)
+    content: list[Text | Image] = [*turn.images(), Text(prompt)]
+    return [*messages[:at], Message(turn.role, content), *messages[at + 1:]], prompt
+
+
+def estimate_tokens(text: str) -> int:
+    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
+
+
+def original_prompt_tokens(messages: list[Message], round0: list[Response]) -> tuple[int, str]:
+    """The original prompt's length in tokens: as the server counted it, else an estimate."""
+    reported = max((r.usage.prompt_tokens for r in round0 if r.error is None), default=0)
+    if reported > 0:
+        return reported, "usage"
+    images = sum(len(m.images()) for m in messages)
+    return sum(estimate_tokens(m.text()) for m in messages) + images * IMAGE_TOKENS_GUESS, "estimate"
+
+
+def synthesis_budget(max_tokens: int, context: int, prompt_tokens: int) -> int:
+    """New tokens a synthesis may ask for: the run's limit, within what the context leaves."""
+    return max(1, min(max_tokens, context - prompt_tokens))
+
+
+def trajectory_seed(seed: int | None, round_index: int, trajectory: int) -> int:
+    """Distinct per trajectory and round, reproducible from the request's seed."""
+    digest = hashlib.sha256(f"pacore/{seed}/{round_index}/{trajectory}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31 - 1)
+
+
+def pool_seed(run_seed: int, sample_id: str, index: int) -> int:
+    return trajectory_seed(run_seed * 1_000_003 + zlib.crc32(sample_id.encode()), -1, index)
+
+
+def call_cache_key(model: str, request: Request) -> str:
+    payload = [model, messages_digest(request.messages), asdict(request.params)]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def reply_record(index: int, reply: Response, seed: int | None, cached: bool) -> dict[str, Any]:
+    """One reply as the trace keeps it: the answer, never the reasoning (only its length)."""
+    return {
+        "index": index, "seed": seed, "text": reply.text, "reasoning_chars": len(reply.reasoning),
+        "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "latency": round(reply.latency, 4),
+        "error": reply.error, "kept": compact(reply) is not None, "cached": cached,
+    }
+
+
+def first_round_answers(trace: list[dict[str, Any]]) -> list[str]:
+    """The compacted round-0 answers of a PaCoRe trace (empty for any other response)."""
+    if not trace or "replies" not in trace[0]:
+        return []
+    return [r["text"] for r in trace[0]["replies"] if r.get("kept")]
+
+
+# ---- PaCoRe: the rounds ------------------------------------------------------------------------
+
+@dataclass
+class Problem:
+    """One outer request on its way through the rounds."""
+
+    request: Request
+    replies: list[list[Response]] = field(default_factory=list)  # per round, by trajectory
+    cached: list[list[bool]] = field(default_factory=list)
+    seeds: list[list[int | None]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # per round: budget, prompt, order
+    pool_indices: list[int] | None = None
+
+
+@dataclass
+class Call:
+    """One sub-call of a round, and the (problem, trajectory) slots its reply fills.
+
+    A pooled round-0 reply can fill slots of several repeats of the same problem.
+    """
+
+    request: Request
+    round: int
+    targets: list[tuple[Problem, int]]
+    pool_index: int | None = None
+
+
+class PaCoRe:
+    def __init__(self, inner: Adapter, spec: RunSpec):
+        self.inner = SeRe(inner)
+        self.widths = [*spec.pacore_widths, 1]
+        if not spec.pacore_widths or any(w < 1 for w in self.widths):
+            raise UserError("--pacore-widths needs positive widths, e.g. 16 or 32,4")
+        self.pool = spec.pacore_pool
+        if self.pool is not None and self.pool < self.widths[0]:
+            raise UserError(f"--pacore-pool {self.pool} is smaller than the first width {self.widths[0]}")
+        self.model = spec.model
+        self.run_seed = spec.seed
+        opts = spec.adapter_options
+        self.context = int(opts.get("pacore_context") or opts.get("max_model_len") or SYNTHESIS_CONTEXT)
+        self.cache: dict[str, Response] = {}
+        self.writer: store.RecordWriter | None = None
+        self.sent = 0  # sub-calls handed to the wrapped adapter (cache hits excluded)
+        self.round_seconds: list[float] = []  # wall time of each round of the last generate()
+
+    # -- the sub-call cache (calls.jsonl) --
+
+    def attach(self, run_dir: Path) -> None:
+        for rec in store.read_jsonl(run_dir / store.CALLS, repair=True):
+            if rec.get("response", {}).get("error") is None:
+                self.cache[rec["cache_key"]] = response_from_dict(rec["response"])
+        self.writer = store.RecordWriter(run_dir / store.CALLS)
+
+    def remember(self, call: Call, reply: Response) -> None:
+        key = call_cache_key(self.model, call.request)
+        if reply.error is None:
+            self.cache[key] = reply
+        if self.writer is not None:
+            self.writer.append({"cache_key": key, "call": call.request.key, "round": call.round,
+                                "response": asdict(reply)})
+
+    # -- one round for every problem at once --
+
+    def run_round(self, calls: list[Call], on_reply: Callable[[Call, Response, bool], None]) -> None:
+        """Answer every call: cached replies first, the rest in one `generate` on the wrapped adapter."""
+        pending: dict[str, Call] = {}
+        for call in calls:
+            hit = self.cache.get(call_cache_key(self.model, call.request))
+            if hit is not None:
+                on_reply(call, replace(hit, key=call.request.key), True)
+            else:
+                pending[call.request.key] = call
+        answered: set[str] = set()
+
+        def finished(reply: Response) -> None:
+            call = pending[reply.key]
+            answered.add(reply.key)
+            self.remember(call, reply)
+            on_reply(call, reply, False)
+
+        self.sent += len(pending)
+        replies = self.inner.generate([c.request for c in pending.values()], finished)
+        for reply in replies:  # an adapter that returns without calling back for some
+            if reply.key not in answered:
+                finished(reply)
+
+    def sub_request(self, request: Request, key: str, messages: list[Message], seed: int, max_tokens: int) -> Request:
+        params = replace(request.params, seed=seed, max_tokens=max_tokens)
+        return Request(key, request.sample_id, request.repeat, messages, params)
+
+    def open_round(self, p: Problem, info: dict[str, Any], seeds: list[int]) -> None:
+        p.rounds.append(info)
+        p.seeds.append(list(seeds))
+        p.replies.append([Response(p.request.key, error="no reply")] * len(seeds))
+        p.cached.append([False] * len(seeds))
+
+    def first_round_calls(self, problems: list[Problem]) -> list[Call]:
+        if self.pool is not None:
+            return self.pool_calls(problems)
+        width, calls = self.widths[0], []
+        for p in problems:
+            req = p.request
+            seeds = [trajectory_seed(req.params.seed, 0, i) for i in range(width)]
+            self.open_round(p, {"round": 0, "width": width, "max_tokens": req.params.max_tokens}, seeds)
+            calls += [Call(self.sub_request(req, f"{req.key}/r0/t{i}", req.messages, s, req.params.max_tokens), 0,
+                           [(p, i)]) for i, s in enumerate(seeds)]
+        return calls
+
+    def pool_calls(self, problems: list[Problem]) -> list[Call]:
+        """One pool of replies per problem; each repeat draws its first-round replies from it."""
+        assert self.pool is not None
+        width, pool = self.widths[0], self.pool
+        by_sample: dict[str, list[Problem]] = {}
+        for p in problems:
+            by_sample.setdefault(p.request.sample_id, []).append(p)
+            p.pool_indices = random.Random(p.request.params.seed).sample(range(pool), width)
+            seeds = [pool_seed(self.run_seed, p.request.sample_id, j) for j in p.pool_indices]
+            self.open_round(p, {"round": 0, "width": width, "pool": pool, "max_tokens": p.request.params.max_tokens},
+                            seeds)
+        calls = []
+        for sample_id, group in by_sample.items():
+            req = group[0].request
+            for j in range(pool):
+                targets = [(p, slot) for p in group for slot, k in enumerate(p.pool_indices or []) if k == j]
+                sub = self.sub_request(req, f"{sample_id}/pool/p{j}", req.messages, pool_seed(self.run_seed, sample_id, j),
+                                       req.params.max_tokens)
+                calls.append(Call(sub, 0, targets, pool_index=j))
+        return calls
+
+    def synthesis_calls(self, problems: list[Problem], round_index: int) -> list[Call]:
+        width, calls = self.widths[round_index], []
+        for p in problems:
+            req, previous = p.request, p.replies[-1]
+            order = reference_order(previous)
+            messages, prompt = synthesis_messages(req.messages, [compact(previous[i]) or "" for i in order])
+            info: dict[str, Any] = {"round": round_index, "width": width, "references": order}
+            max_tokens = req.params.max_tokens
+            if prompt is None:
+                info["fallback"] = "no reply survived: the original messages were sent"
+            else:
+                info["prompt_tokens_estimate"] = self.synthesis_prompt_estimate(p, prompt)
+                max_tokens = synthesis_budget(max_tokens, self.context, info["prompt_tokens_estimate"])
+            info["max_tokens"] = max_tokens
+            seeds = [trajectory_seed(req.params.seed, round_index, i) for i in range(width)]
+            self.open_round(p, info, seeds)
+            calls += [Call(self.sub_request(req, f"{req.key}/r{round_index}/t{i}", messages, s, max_tokens), round_index,
+                           [(p, i)]) for i, s in enumerate(seeds)]
+        return calls
+
+    def synthesis_prompt_estimate(self, p: Problem, prompt: str) -> int:
+        """Original prompt tokens (images included) plus the text the synthesis prompt adds."""
+        messages = p.request.messages
+        base, _ = original_prompt_tokens(messages, p.replies[0])
+        at = last_user_index(messages)
+        replaced = messages[at].text() if at is not None else ""
+        return base + max(0, estimate_tokens(prompt) - estimate_tokens(replaced))
+
+    # -- the whole request --
+
+    def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
+        problems = [Problem(r) for r in requests]
+        finals: dict[str, Response] = {}
+        last = len(self.widths) - 1
+        self.round_seconds = []
+
+        def store_reply(call: Call, reply: Response, cached: bool) -> None:
+            for p, slot in call.targets:
+                p.replies[call.round][slot] = reply
+                p.cached[call.round][slot] = cached
+                if call.round == last:
+                    finals[p.request.key] = self.final_response(p)
+                    if on_response:
+                        on_response(finals[p.request.key])
+
+        for round_index in range(len(self.widths)):
+            started = time.perf_counter()
+            calls = self.first_round_calls(problems) if round_index == 0 else self.synthesis_calls(problems, round_index)
+            self.run_round(calls, store_reply)
+            self.round_seconds.append(time.perf_counter() - started)
+        return [finals[r.key] for r in requests]
+
+    def final_response(self, p: Problem) -> Response:
+        answer = p.replies[-1][0]
+        trace = []
+        for r, info in enumerate(p.rounds):
+            replies = [reply_record(i, reply, p.seeds[r][i], p.cached[r][i]) for i, reply in enumerate(p.replies[r])]
+            if p.pool_indices is not None and r == 0:
+                for rec, j in zip(replies, p.pool_indices):
+                    rec["pool_index"] = j
+            entry = {**info, "replies": replies}
+            if r > 0 and "prompt_tokens_estimate" in info:
+                reported = max((x.usage.prompt_tokens for x in p.replies[r] if x.error is None), default=0)
+                entry["prompt_tokens"] = reported or info["prompt_tokens_estimate"]
+                entry["prompt_tokens_source"] = "usage" if reported else "estimate"
+            trace.append(entry)
+        usage = sum((x.usage for rnd in p.replies for x in rnd), Usage())
+        calls = sum(len(rnd) for rnd in p.replies)
+        meta = {"pacore": {
+            "widths": self.widths, "pool": self.pool, "calls": calls,
+            "cached_calls": sum(sum(c) for c in p.cached),
+            "failed_calls": sum(x.error is not None for rnd in p.replies for x in rnd),
+            "synthesis_prompt_tokens": trace[-1].get("prompt_tokens"),
+        }}
+        return Response(
+            key=p.request.key, text=answer.text, reasoning=answer.reasoning, finish_reason=answer.finish_reason,
+            usage=usage, latency=sum(max((x.latency for x in rnd), default=0.0) for rnd in p.replies),
+            error=answer.error, trace=trace, meta=meta,
+        )
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self.inner.close()
+
+
 def wrap_mode(adapter: Adapter, spec: RunSpec) -> Adapter:
     if spec.mode == "sere":
         return SeRe(adapter)
     if spec.mode == "pacore":
-        raise UserError("--mode pacore is not available yet in this version (use --mode sere)")
+        return PaCoRe(adapter, spec)
     raise UserError(f"unknown mode {spec.mode!r} (use one of: {', '.join(MODES)})")

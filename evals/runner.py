@@ -19,8 +19,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from evals import store
-from evals.modes import wrap_mode
+from evals import metrics, store
+from evals.modes import first_round_answers, wrap_mode
 from evals.progress import RunProgress
 from evals.types import (
     Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
@@ -102,9 +102,32 @@ def summarize(task: Task, samples: dict[str, Sample], records: list[dict[str, An
         "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
         "completion_tokens": sum(u.get("completion_tokens", 0) for u in usage),
     }
+    counts["mean_tokens_per_request"] = round((counts["prompt_tokens"] + counts["completion_tokens"]) / max(1, len(records)))
+    agreement = first_round_agreement(task, samples, records)
+    if agreement is not None:
+        agg["metrics"]["pacore_round0_agreement"] = agreement
     agg["counts"] = counts
     agg["rules"] = rules
     return agg
+
+
+def first_round_agreement(task: Task, samples: dict[str, Sample], records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """PaCoRe: how often a round-0 answer extracts to the same answer as the final one.
+
+    The task's own extraction runs over each compacted round-0 answer in the trace (a synthetic
+    Response scored like a final one). Per request the share of agreeing answers; the metric is
+    their mean. Requests whose final answer extracted to nothing are left out. None for SeRe.
+    """
+    shares = []
+    for r in records:
+        answers = first_round_answers(r["response"].get("trace") or [])
+        final = r["scored"].get("extracted")
+        if not answers or final is None:
+            continue
+        sample = samples[r["sample_id"]]
+        same = [task.score(sample, Response(key=r["key"], text=a, finish_reason="stop")).extracted == final for a in answers]
+        shares.append(sum(same) / len(same))
+    return metrics.mean_metric(shares, binary=False) if shares else None
 
 
 def dataset_fingerprint(samples: list[Sample]) -> str:
