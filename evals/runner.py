@@ -253,7 +253,9 @@ def finish(run_dir: Path, task: Task, samples: list[Sample], spec: RunSpec, prov
            started: float) -> RunResult:
     by_id = {s.id: s for s in samples}
     records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())
-    records = [r for r in records if r["sample_id"] in by_id]
+    order = {s.id: i for i, s in enumerate(samples)}
+    # Data order, not completion order: the metrics must not depend on which request finished first.
+    records = sorted((r for r in records if r["sample_id"] in by_id), key=lambda r: (order[r["sample_id"]], r["repeat"]))
     summary = summarize(task, by_id, records)
     complete = len(records) == len(samples) * spec.repeats and summary["counts"]["errors"] == 0
     extra = {"rules": summary["rules"], "finished": time.time(), "started": started}
