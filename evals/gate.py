@@ -47,7 +47,6 @@ POWER = 0.80
 RESAMPLES = 10_000
 SEED = 0
 PROTOCOL_FIELDS = ("task", "split", "mode", "k", "prompt_template_hash", "scorer", "generation", "pacore")
-PASSING = ("pass", "inconclusive", "improvement")
 
 
 @dataclass
@@ -119,12 +118,16 @@ def read_run(run_dir: Path) -> TaskRun:
     headline = result.metrics.get(HEADLINE)
     if not isinstance(headline, dict) or "value" not in headline:
         raise UserError(f"{run_dir}: results.json has no '{HEADLINE}' metric (unfinished run?)")
-    outcomes, errors = outcomes_of(run_dir)
-    if not outcomes or abs(sum(outcomes.values()) / len(outcomes) - headline["value"]) > 1e-6:
-        outcomes = None  # the per-sample scores do not make this metric (e.g. MMBench CircularEval)
-    return TaskRun(result.spec.task, float(headline["value"]), int(headline["n"]), result.spec.repeats,
-                   str(headline.get("method", "")), list(headline.get("ci", [0.0, 0.0])), protocol_of(result),
-                   result.provenance.get("dataset_fingerprint"), outcomes, errors, str(run_dir))
+    try:
+        outcomes, errors = outcomes_of(run_dir)
+        if not outcomes or abs(sum(outcomes.values()) / len(outcomes) - headline["value"]) > 1e-6:
+            outcomes = None  # the per-sample scores do not make this metric (e.g. MMBench CircularEval)
+        return TaskRun(result.spec.task, float(headline["value"]), int(headline["n"]), result.spec.repeats,
+                       str(headline.get("method", "")), [float(x) for x in headline.get("ci", [0.0, 0.0])],
+                       protocol_of(result), result.provenance.get("dataset_fingerprint"), outcomes, errors,
+                       str(run_dir))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{run_dir}: damaged run dir ({type(exc).__name__}: {exc})") from None
 
 
 def read_runs(path: Path) -> dict[str, TaskRun]:
@@ -239,7 +242,7 @@ def shared_ids(base: TaskRun, cur: TaskRun) -> list[str]:
 # ---- statistics --------------------------------------------------------------------------------
 
 @dataclass
-class TestResult:
+class DiffEstimate:
     name: str
     diff: float
     ci: tuple[float, float]
@@ -265,7 +268,7 @@ def newcombe_interval(p1: float, n1: int, p0: float, n0: int, phi: float = 0.0) 
     return (d - lower, d + upper)
 
 
-def mcnemar_test(base: list[float], cur: list[float]) -> TestResult:
+def mcnemar_test(base: list[float], cur: list[float]) -> DiffEstimate:
     n = len(base)
     losses = sum(1 for b, c in zip(base, cur) if b > c)
     gains = sum(1 for b, c in zip(base, cur) if c > b)
@@ -276,11 +279,11 @@ def mcnemar_test(base: list[float], cur: list[float]) -> TestResult:
     p1, p0 = sum(cur) / n, sum(base) / n
     discordant = losses + gains
     sd = math.sqrt(max(0.0, discordant / n - ((gains - losses) / n) ** 2))
-    return TestResult("McNemar exact mid-p", p1 - p0, newcombe_interval(p1, n, p0, n, phi),
+    return DiffEstimate("McNemar exact mid-p", p1 - p0, newcombe_interval(p1, n, p0, n, phi),
                       binomial_mid_p(losses, discordant), binomial_mid_p(gains, discordant), sd / math.sqrt(n))
 
 
-def paired_bootstrap_test(base: list[float], cur: list[float]) -> TestResult:
+def paired_bootstrap_test(base: list[float], cur: list[float]) -> DiffEstimate:
     d = np.asarray(cur, dtype=float) - np.asarray(base, dtype=float)
     rng = np.random.default_rng(SEED)
     means = np.concatenate([d[rng.integers(0, len(d), size=(1000, len(d)))].mean(axis=1)
@@ -289,10 +292,10 @@ def paired_bootstrap_test(base: list[float], cur: list[float]) -> TestResult:
     p_gain = (1 + int((means <= 0).sum())) / (1 + RESAMPLES)
     ci = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
     se = float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-    return TestResult("paired bootstrap", float(d.mean()), ci, p_drop, p_gain, se)
+    return DiffEstimate("paired bootstrap", float(d.mean()), ci, p_drop, p_gain, se)
 
 
-def unpaired_test(base: TaskRun, cur: TaskRun) -> TestResult:
+def unpaired_test(base: TaskRun, cur: TaskRun) -> DiffEstimate:
     diff = cur.value - base.value
     if base.method == cur.method == "wilson":
         pooled = (base.value * base.n + cur.value * cur.n) / (base.n + cur.n)
@@ -302,7 +305,7 @@ def unpaired_test(base: TaskRun, cur: TaskRun) -> TestResult:
     else:
         se0 = se = math.hypot((base.ci[1] - base.ci[0]) / (2 * Z95), (cur.ci[1] - cur.ci[0]) / (2 * Z95))
         name, ci = "z from CIs (unpaired)", (diff - Z95 * se, diff + Z95 * se)
-    return TestResult(name, diff, ci, *normal_one_sided_p(diff, se0), se)
+    return DiffEstimate(name, diff, ci, *normal_one_sided_p(diff, se0), se)
 
 
 def normal_one_sided_p(diff: float, se: float) -> tuple[float, float]:
@@ -330,29 +333,37 @@ def verdict(diff: float, p_drop: float, p_gain: float, tolerance: float, alpha: 
 # ---- comparing ---------------------------------------------------------------------------------
 
 def compare_task(base: TaskRun, cur: TaskRun, tolerance: float, alpha: float) -> Comparison:
-    notes = []
+    """Paired on the shared samples when both sides have outcomes (the row then shows their means there)."""
     ids = shared_ids(base, cur)
     if ids:
         b = [base.outcomes[i] for i in ids]  # type: ignore[index]
         c = [cur.outcomes[i] for i in ids]  # type: ignore[index]
         binary = base.k == cur.k == 1 and all(v in (0.0, 1.0) for v in b + c)
-        result = mcnemar_test(b, c) if binary else paired_bootstrap_test(b, c)
-        if len(ids) < max(base.n, cur.n):
-            notes.append(f"compared on the {len(ids)} samples both runs answered "
-                         f"(baseline {base.n}, current {cur.n})")
+        est = mcnemar_test(b, c) if binary else paired_bootstrap_test(b, c)
+        values, n = (sum(b) / len(b), sum(c) / len(c)), len(ids)
     else:
-        result = unpaired_test(base, cur)
+        est, values, n = unpaired_test(base, cur), (base.value, cur.value), min(base.n, cur.n)
+    p = est.p_drop if est.diff < 0 else est.p_gain
+    return Comparison(cur.task, cur.k, values[0], values[1], est.diff, list(est.ci), est.name, p,
+                      minimum_detectable_effect(est.se, n, cur.k, alpha), n,
+                      verdict(est.diff, est.p_drop, est.p_gain, tolerance, alpha), comparison_notes(base, cur, ids))
+
+
+def comparison_notes(base: TaskRun, cur: TaskRun, ids: list[str]) -> list[str]:
+    notes = []
+    if ids and len(ids) < max(base.n, cur.n):
+        notes.append(f"compared on the {len(ids)} samples both runs answered; on all their samples: baseline "
+                     f"{points(base.value)} (n {base.n}), current {points(cur.value)} (n {cur.n})")
+    if not ids:
         missing = [name for name, side in (("baseline", base), ("current", cur)) if side.outcomes is None]
         notes.append(f"unpaired: no per-sample outcomes in {' and '.join(missing)}" if missing
                      else "unpaired: the runs share no samples")
-    for name, side in (("baseline", base), ("current", cur)):
-        if side.errors:
-            notes.append(f"{side.errors} error records in the {name} left out")
-    n = len(ids) or min(base.n, cur.n)
-    p = result.p_drop if result.diff < 0 else result.p_gain
-    return Comparison(cur.task, cur.k, base.value, cur.value, result.diff, list(result.ci), result.name, p,
-                      minimum_detectable_effect(result.se, n, cur.k, alpha), n,
-                      verdict(result.diff, result.p_drop, result.p_gain, tolerance, alpha), notes)
+    fingerprints = base.dataset_fingerprint, cur.dataset_fingerprint
+    if ids and None not in fingerprints and fingerprints[0] != fingerprints[1]:
+        notes.append(f"the data differ (fingerprint {fingerprints[0]} -> {fingerprints[1]}): paired by sample id")
+    notes += [f"{side.errors} error records in the {name} left out"
+              for name, side in (("baseline", base), ("current", cur)) if side.errors]
+    return notes
 
 
 def compare(baseline: dict[str, TaskRun], current: dict[str, TaskRun], tolerance: float, alpha: float,

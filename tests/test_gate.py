@@ -208,6 +208,15 @@ def test_error_records_are_left_out_of_pairing_and_counted(tmp_path):
     assert "5 error records in the current left out" in row["notes"]
 
 
+def test_a_limited_current_run_is_paired_on_the_samples_it_shares(big, tmp_path):
+    limited = make_run(tmp_path, "limited", big["data"], set(range(350)), limit=400)  # CI: --limit 400
+    code, report, _ = gate_json("--baseline", str(big["baseline"]), "--current", str(limited))
+    row = only_task(report)
+    assert code == 1 and row["n"] == 400 and row["verdict"] == "regression"
+    assert (row["baseline"], row["current"]) == (pytest.approx(0.25), pytest.approx(0.125))  # on q0..q399
+    assert any(note.startswith("compared on the 400 samples both runs answered") for note in row["notes"])
+
+
 def test_folder_of_run_dirs_and_task_filter(big, tmp_path):
     runs = big["drop5"].parent  # the --out folder of a CI job
     code, report, _ = gate_json("--baseline", str(big["baseline"].parent), "--current", str(runs))
