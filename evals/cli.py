@@ -90,6 +90,13 @@ examples:
   step3vl-eval gate --baseline ci/baseline.json --current runs/ --tolerance 1.0
 """
 
+REPORT_EPILOG = """examples:
+  step3vl-eval report runs/ --html leaderboard.html --csv leaderboard.csv
+  step3vl-eval report runs/mmmu-step3-vl-sere-1a2b3c4d5e runs/mmmu-step3-vl-pacore-5e4d3c2b1a --md summary.md
+  step3vl-eval report runs/ --md "$GITHUB_STEP_SUMMARY"
+A folder that is not a run dir stands for the run dirs inside it.
+"""
+
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="step3vl-eval", description="Evaluate vision-language models the STEP3-VL-10B way.",
@@ -112,6 +119,16 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--allow-protocol-change", action="store_true", help="compare despite a protocol change")
     g.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON report to FILE (no FILE: to stdout)")
     g.add_argument("--write-baseline", nargs=2, metavar=("RUN_DIR", "FILE"), help="save a run as a baseline JSON")
+    r = sub.add_parser("report", help="HTML/CSV/Markdown leaderboard and sample explorer from run dirs",
+                       epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs, or folders of run dirs (e.g. runs/)")
+    r.add_argument("--html", help="write the HTML report (leaderboard, breakdowns, compute, sample explorer)")
+    r.add_argument("--csv", help="write the tidy CSV (one row per run, task, metric, category)")
+    r.add_argument("--md", help="write the Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+    r.add_argument("--title", help="page and summary title")
+    r.add_argument("--no-samples", action="store_true", help="HTML without the sample explorer (a small file)")
+    r.add_argument("--max-chars", type=int, help="cut each explorer text to N characters, head and tail kept "
+                                                 "(default 8000; 0 keeps all)")
     return parser
 
 
@@ -311,7 +328,14 @@ def command_gate(args: argparse.Namespace) -> int:
     return gate(args)
 
 
-COMMANDS = {"run": command_run, "score": command_score, "list": command_list, "gate": command_gate}
+def command_report(args: argparse.Namespace) -> int:
+    import reports
+
+    return reports.cli_command(args)
+
+
+COMMANDS = {"run": command_run, "score": command_score, "list": command_list, "gate": command_gate,
+            "report": command_report}
 
 
 def main(argv: list[str] | None = None) -> int:

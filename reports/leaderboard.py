@@ -1,0 +1,220 @@
+"""The numbers of a report: leaderboard cells, published reference rows, breakdowns and run rates.
+
+Everything here is plain data for the templates and the CSV/Markdown writers; nothing is HTML.
+Values in results.json are fractions in [0, 1]; reports show percentages with two decimals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reports.runs import LoadedRun, Row, settings_summary
+
+PUBLISHED_FILE = Path(__file__).with_name("published.json")
+TASK_ORDER = ("mmbench_en", "mmbench_cn", "mmmu", "mathvision", "aime2025")
+HEADLINE = "accuracy"
+
+
+@dataclass
+class Column:
+    task: str
+    label: str
+    note: str = ""  # split / metric / caveat of the published numbers
+
+
+@dataclass
+class Cell:
+    value: float | None  # percent, for sorting and charts
+    text: str = "—"
+    ci: str = ""
+    n: str = ""
+    title: str = ""
+    flags: list[str] = field(default_factory=list)
+    delta: str = ""
+    anchor: str = ""  # id of the run in the report, for links
+
+
+@dataclass
+class BoardRow:
+    label: str
+    kind: str  # run | published
+    mode: str | None
+    cells: list[Cell]
+    note: str = ""
+
+
+@dataclass
+class Table:
+    """A breakdown or metrics table of one task: rows = categories, columns = runs."""
+
+    task: str
+    title: str
+    columns: list[str]
+    rows: list[tuple[str, list[Cell]]]
+
+
+@dataclass
+class RunRates:
+    anchor: str
+    run_id: str
+    task: str
+    label: str
+    status: str
+    settings: str
+    requests: int
+    rates: dict[str, str]  # name -> "1.23%"
+    mean_prompt_tokens: float
+    mean_completion_tokens: float
+    duration: str
+
+
+def load_published(path: Path = PUBLISHED_FILE) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def is_metric(m: Any) -> bool:
+    return isinstance(m, dict) and isinstance(m.get("value"), (int, float))
+
+
+def metric_cell(m: dict[str, Any], anchor: str = "") -> Cell:
+    ci = m.get("ci") or []
+    n = f"n={m.get('n', '?')}" + (f", k={m['k']}" if m.get("k") else "")
+    ci_text = f"{pct(ci[0])}–{pct(ci[1])}" if len(ci) == 2 else ""
+    title = f"{pct(m['value'])} (95% CI {ci_text}, {n}, {m.get('method', '')})"
+    return Cell(100 * m["value"], pct(m["value"]), ci_text, n, title, anchor=anchor)
+
+
+def columns_for(runs: list[LoadedRun], published: dict[str, Any]) -> list[Column]:
+    tasks = list(TASK_ORDER) + sorted({r.task for r in runs} - set(TASK_ORDER))
+    columns = []
+    for t in tasks:
+        info = published["tasks"].get(t, {})
+        note = "; ".join(x for x in (info.get("split") and f"published split: {info['split']}",
+                                     info.get("metric"), info.get("caveat")) if x)
+        columns.append(Column(t, info.get("label", t), note))
+    return columns
+
+
+def run_cell(run: LoadedRun, reference: float | None) -> Cell:
+    m = run.result.metrics.get(HEADLINE)
+    if not is_metric(m):
+        return Cell(None, "no score", title=f"{run.result.run_id}: no headline metric (status {run.result.status})",
+                    flags=[run.result.status], anchor=run.anchor)
+    cell = metric_cell(m, run.anchor)
+    cell.title = f"{run.result.run_id}: {cell.title}; {settings_summary(run)}"
+    if run.result.status != "complete":
+        cell.flags.append(run.result.status)
+    if run.result.spec.limit:
+        cell.flags.append(f"limit {run.result.spec.limit}")
+    if reference is not None and cell.value is not None:
+        cell.delta = f"{cell.value - reference:+.2f}"
+    return cell
+
+
+def reference_score(published: dict[str, Any], mode: str, task: str) -> float | None:
+    """The published STEP3-VL-10B number of the same mode, which a reproduction aims at."""
+    for m in published["models"]:
+        if m["name"] == "STEP3-VL-10B" and m["mode"] == mode:
+            return m["scores"].get(task)
+    return None
+
+
+def board_rows(rows: list[Row], columns: list[Column], published: dict[str, Any]) -> list[BoardRow]:
+    out = []
+    for row in rows:
+        cells = []
+        for col in columns:
+            run = row.runs.get(col.task)
+            cells.append(run_cell(run, reference_score(published, row.mode, col.task))
+                         if run else Cell(None))
+        out.append(BoardRow(row.label, "run", row.mode, cells))
+    return out
+
+
+def published_rows(columns: list[Column], published: dict[str, Any]) -> list[BoardRow]:
+    out = []
+    for m in published["models"]:
+        mode = {"sere": "SeRe", "pacore": "PaCoRe"}.get(m["mode"] or "", "as reported")
+        cells = []
+        for col in columns:
+            v = m["scores"].get(col.task)
+            cells.append(Cell(v, f"{v:.2f}", title=f"published: {m['name']} {mode}, {m['table']}")
+                         if v is not None else Cell(None))
+        out.append(BoardRow(f"{m['name']} · {mode}", "published", m["mode"], cells, m["table"]))
+    return out
+
+
+def ordered_runs(runs: list[LoadedRun], task: str) -> list[LoadedRun]:
+    return sorted((r for r in runs if r.task == task), key=lambda r: r.label.lower())
+
+
+def metric_table(task: str, runs: list[LoadedRun]) -> Table:
+    names: list[str] = []
+    for r in runs:
+        names += [n for n, m in r.result.metrics.items() if is_metric(m) and n not in names]
+    rows = [(n, [metric_cell(r.result.metrics[n], r.anchor) if is_metric(r.result.metrics.get(n))
+                 else Cell(None) for r in runs]) for n in names]
+    return Table(task, "metrics", [r.label for r in runs], rows)
+
+
+def breakdown_tables(task: str, runs: list[LoadedRun]) -> list[Table]:
+    groups: list[str] = []
+    for r in runs:
+        groups += [g for g in (r.result.breakdowns or {}) if g not in groups]
+    tables = []
+    for g in groups:
+        cats: list[str] = []
+        for r in runs:
+            cats += [c for c in (r.result.breakdowns.get(g) or {}) if c not in cats]
+        rows = []
+        for c in cats:
+            cells = []
+            for r in runs:
+                m = (r.result.breakdowns.get(g) or {}).get(c)
+                cells.append(metric_cell(m, r.anchor) if is_metric(m) else Cell(None))
+            rows.append((c, cells))
+        tables.append(Table(task, g, [r.label for r in runs], rows))
+    return tables
+
+
+def task_tables(columns: list[Column], runs: list[LoadedRun]) -> list[tuple[Column, list[Table]]]:
+    out = []
+    for col in columns:
+        task_runs = ordered_runs(runs, col.task)
+        if task_runs:
+            out.append((col, [metric_table(col.task, task_runs), *breakdown_tables(col.task, task_runs)]))
+    return out
+
+
+def rate(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "—"
+
+
+def mean_tokens(run: LoadedRun, kind: str) -> float:
+    c = run.result.counts
+    return c.get(kind, 0) / c["requests"] if c.get("requests") else 0.0
+
+
+def duration(run: LoadedRun) -> str:
+    p = run.result.provenance
+    if not isinstance(p.get("started"), (int, float)) or not isinstance(p.get("finished"), (int, float)):
+        return "—"
+    seconds = max(0.0, p["finished"] - p["started"])
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def run_rates(run: LoadedRun) -> RunRates:
+    c = run.result.counts
+    n = int(c.get("requests", 0))
+    rates = {name: rate(int(c.get(key, 0)), n) for name, key in
+             (("errors", "errors"), ("truncated", "truncated"), ("unparsed", "unparsed"),
+              ("fallback", "fallback"), ("judge", "judge"))}
+    return RunRates(run.anchor, run.result.run_id, run.task, run.label, run.result.status, settings_summary(run), n, rates,
+                    mean_tokens(run, "prompt_tokens"), mean_tokens(run, "completion_tokens"), duration(run))
