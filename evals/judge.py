@@ -10,16 +10,19 @@ failed pass: the circular verdict is the same).
 Every call is cached in `<run dir>/judge.jsonl` under a hash of (judge model, prompt), so re-scoring
 or resuming never pays twice; failed calls are not cached and are retried next time.
 Task options (`-T`): `judge=MODEL` (any adapter spec, e.g. `openai/gpt-4o-mini`),
-`judge_base_url=URL`, `judge_api_key_env=NAME`; any other `judge_<name>=value` becomes the judge
-adapter's option `<name>`.
+`judge_base_url=URL` (an `openai/` judge defaults to `$OPENAI_BASE_URL`, else the OpenAI API),
+`judge_api_key_env=NAME` (default `OPENAI_API_KEY`); any other `judge_<name>=value` becomes the
+judge adapter's option `<name>`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from evals.choice import Choice, infer_option_letter, infer_option_text, option_
 from evals.types import Adapter, GenParams, Message, Request, RunSpec, Text, UserError
 
 JUDGE_PARAMS = GenParams(max_tokens=2048, temperature=0.0, top_p=1.0, top_k=0)
+OPENAI_API_URL = "https://api.openai.com/v1"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 JUDGE_PROMPT_EN = (
@@ -62,6 +66,9 @@ class ChoiceJudge:
         self.cache_path = cache_path
         self.cache = read_cache(cache_path)
         self.lock = threading.Lock()
+        # Judge calls run on their own thread: `score` may be called from inside the main adapter's
+        # event loop (the OpenAI adapter's on_response), where another asyncio.run would fail.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
         self.tally = {"calls": 0, "cached": 0, "decided": 0, "no_option": 0, "undecided": 0, "errors": 0}
 
     def decide(self, question: str, choices: dict[str, str], answer: str) -> Choice:
@@ -82,7 +89,7 @@ class ChoiceJudge:
     def ask(self, digest: str, prompt: str) -> str | None:
         request = Request(key=f"judge:{digest[:16]}", sample_id=f"judge:{digest[:16]}", repeat=0,
                           messages=[Message("user", [Text(prompt)])], params=JUDGE_PARAMS)
-        response = self.adapter.generate([request])[0]
+        response = self.worker.submit(self.adapter.generate, [request]).result()[0]
         self.count("calls")
         if response.error is not None:
             self.count("errors")
@@ -102,6 +109,7 @@ class ChoiceJudge:
         return {"model": self.model, **self.tally}
 
     def close(self) -> None:
+        self.worker.shutdown()
         self.adapter.close()
 
 
@@ -137,9 +145,11 @@ def make_judge(spec: RunSpec, run_dir: Path) -> ChoiceJudge | None:
         return None
     extra = {k[len("judge_"):]: v for k, v in options.items()
              if k.startswith("judge_") and k not in ("judge_base_url", "judge_api_key_env")}
+    base_url = options.get("judge_base_url")
+    if not base_url and str(model).startswith("openai/"):  # e.g. --judge openai/gpt-4o-mini
+        base_url = os.environ.get("OPENAI_BASE_URL", OPENAI_API_URL)
     judge_spec = RunSpec(
-        task=spec.task, model=str(model), params=JUDGE_PARAMS,
-        base_urls=[str(options["judge_base_url"])] if options.get("judge_base_url") else [],
+        task=spec.task, model=str(model), params=JUDGE_PARAMS, base_urls=[str(base_url)] if base_url else [],
         concurrency=spec.concurrency, timeout=spec.timeout, max_retries=spec.max_retries,
         api_key_env=str(options.get("judge_api_key_env", "OPENAI_API_KEY")), adapter_options=extra,
     )

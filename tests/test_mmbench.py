@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
@@ -11,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from chat_server import Reply
 from conftest import cli
 from PIL import Image as PILImage
 
@@ -234,3 +236,22 @@ def test_cli_bad_tsv_exits_2_with_one_line(tmp_path: Path):
     proc = cli("run", "mmbench_en", "--model", "mock", "--data", str(path), "--out", str(tmp_path / "runs"))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and f"{path}:3" in proc.stderr
+
+
+def test_http_judge_works_when_scoring_runs_inside_an_event_loop(tsv: Path, tmp_path: Path, chat_server):
+    """The OpenAI adapter scores from inside its own event loop; the judge must not nest another."""
+    chat_server.responder = lambda body: Reply("B")
+    task = MMBench()
+    sample = {s.id: s for s in task.load(str(tsv), None, None)}["1000003"]
+    spec = RunSpec(task="mmbench_en", model="mock",
+                   task_options={"judge": "openai/judge-model", "judge_base_url": chat_server.url})
+    task.judge = make_judge(spec, tmp_path)
+
+    async def score_inside_loop() -> Scored:
+        return task.score(sample, Response(key="1000003#0", text="I am not sure."))
+
+    scored = asyncio.run(score_inside_loop())
+    task.judge.close()
+    assert (scored.extracted, scored.rule, scored.correct) == ("B", "judge", True)
+    (body,) = chat_server.received
+    assert body["temperature"] == 0 and "Which colour dominates?" in json.dumps(body, ensure_ascii=False)
