@@ -12,6 +12,7 @@ TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "mmmu": ("tasks.mmmu:MMMU", {}),
     "mmbench_en": ("tasks.mmbench:MMBench", {"lang": "en"}),
     "mmbench_cn": ("tasks.mmbench:MMBench", {"lang": "cn"}),
+    "mathvision": ("tasks.mathvision:MathVision", {}),
 }
 
 

@@ -1,0 +1,358 @@
+"""MathVision's official answer rules (MATH-V `evaluation/evaluate.py` and `utils.py`), reimplemented.
+
+The official chain, applied to the stripped response in this order:
+1. a letter at the edges: ends with ` X.` / ` (X).`, or starts with `X\\n` / `(X)\\n` / `(X) X\\n`
+   (letters tried A to E, the first that fits wins);
+2. the text after the last `is `, when it is a number (Python `float()`), without trailing dots;
+3. without a `\\boxed{`: the text after each of "the final answer is", "the answer is", "the correct
+   answer is", "the answer should be" (each also capitalised), cut at the first newline and `. `;
+   with several `\\boxed{`: only the last one is kept;
+4. `find_math_answer`: lower-case, the greedy `oxed{(.*)}` match, cut at an unmatched `}`, the part
+   after the last `=` / `\\approx`, LaTeX and unit clean-up, then the MATH `_strip_string` rules.
+
+Equality (`official_equal`): lower-case both, exact string, then tuples `(a,b)` / `[a,b]` with each
+element rounded to 2 decimals, then the numeric value of each side rounded to 2 decimals. The
+official scorer gets that value as `round(eval(str(latex2sympy(s))), 2)` with `from math import *`
+in scope; `latex2sympy2` cannot be installed beside math-verify, so we parse with the fork that
+math-verify ships (`latex2sympy2_extended`) and evaluate the printed expression over `math` alone.
+Any failure (a free symbol, `E`, `oo`, a parse error) means "not equal", as it does officially.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+from functools import lru_cache
+
+LETTERS = "ABCDE"
+ANSWER_PHRASES = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
+UNIT_AND_LATEX_NOISE = (
+    (" ", ""), ("\\,", ""), ("∞", "\\infty"), ("+\\infty", "\\infty"), ("\\\\", "\\"), ("\n", ""),
+    ("\\text", ""), ("\\mbox", ""), ("bmatrix", "pmatrix"), ("\\left", ""), ("\\right", ""),
+    ("^{\\circ}", ""), ("^\\circ", ""), ("{m}^3", ""), ("m^3", ""), ("{units}", ""), ("units", ""),
+    ("{km}", ""), ("km", ""),
+)
+MATH_NAMES = {name: value for name, value in vars(math).items() if not name.startswith("_")}
+PRINTED_EXPRESSION = re.compile(r"[\w\s.+\-*/(),]+")
+DECIMAL = re.compile(r"\d+\.\d+")
+# Without a digit or a command there is no number to evaluate: only symbols, which eval cannot name.
+NO_NUMBER = re.compile(r"[^0-9\\]*")
+# A letter outside a command is a sympy Symbol, and eval knows no symbol (`e` parses as E).
+STRAY_LETTER = re.compile(r"(?:^|[^\\a-zA-Z])[a-zA-Z]*[a-z]")
+GREEK_SYMBOL = re.compile(r"\\(?:var)?(?:alpha|beta|gamma|delta|epsilon|zeta|eta|theta|iota|kappa|lambda|mu|nu|xi|"
+                          r"omicron|rho|sigma|tau|upsilon|phi|chi|psi|omega)(?![a-zA-Z])", re.IGNORECASE)
+COMMAND_WITH_NAME_ARGUMENT = re.compile(r"\\(?:operatorname|begin|end|mathit)")
+# Characters outside the original grammar's alphabet are a lexer error there.
+UNLEXABLE = re.compile(r"[^A-Za-z0-9\s+\-*/(){}\[\]|^_:;,.!=<>&'\\$~⌊⌋⌈⌉‰]")
+# What the original latex2sympy2 does to its input before parsing.
+ORIGINAL_PREPARSE_EDITS = (
+    ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\mathrm{T}", "T"), ("\\mathrm{d}", "d"), ("{\\rm d}", "d"),
+    ("\\displaystyle", " "), ("\\quad", " "), ("\\qquad", " "), ("~", " "), ("\\,", " "), ("$", " "),
+    ("\\bigl(", "("), ("\\bigr)", ")"), ("\\left(", "("), ("\\right)", ")"),
+)
+# A syntax error in the original grammar (the fork we parse with accepts them), or a symbol name.
+NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\boxed|\\mathrm\{")
+MAX_RESULT_DIGITS = 10_000  # beyond this Python's exact integer arithmetic would run for ever
+
+
+# ---- extraction ------------------------------------------------------------------------------
+
+def letter_at_edges(text: str) -> str | None:
+    for c in LETTERS:
+        if (text.endswith((f" {c}.", f" ({c}).")) or text.startswith((f"{c}\n", f"({c})\n", f"({c}) {c}\n"))):
+            return c
+    return None
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def after_answer_phrases(text: str) -> tuple[str, bool]:
+    """The text after each answer phrase in turn (the official loop strips even when none occurs)."""
+    found_any = False
+    for phrase in ANSWER_PHRASES:
+        for variant in (phrase, phrase.replace("the", "The")):
+            found = variant in text
+            text = text.split(variant)[-1].strip()
+            if found:
+                text = text.split("\n")[0].split(". ")[0]
+                found_any = True
+    return text, found_any
+
+
+def fix_sqrt(s: str) -> str:
+    head, *rest = s.split("\\sqrt")
+    return head + "".join("\\sqrt{" + p[0] + "}" + p[1:] if p and p[0] != "{" else "\\sqrt" + p for p in rest)
+
+
+def fix_fracs(s: str) -> str:
+    head, *rest = s.split("\\frac")
+    out = head
+    for p in rest:
+        if p.startswith("{"):
+            out += "\\frac" + p
+        elif len(p) < 2:
+            return s
+        elif p[1] != "{":
+            out += "\\frac{" + p[0] + "}{" + p[1] + "}" + p[2:]
+        else:
+            out += "\\frac{" + p[0] + "}" + p[1:]
+    return out
+
+
+def fix_a_slash_b(s: str) -> str:
+    parts = s.split("/")
+    if len(parts) != 2:
+        return s
+    try:
+        a, b = int(parts[0]), int(parts[1])
+    except ValueError:
+        return s
+    return f"\\frac{{{a}}}{{{b}}}" if s == f"{a}/{b}" else s
+
+
+def strip_string(s: str) -> str:
+    """The MATH dataset's `_strip_string`, as MATH-V calls it (fracs fixed only next to a sqrt)."""
+    for old, new in (("\n", ""), ("\\!", ""), ("\\\\", "\\"), ("tfrac", "frac"), ("dfrac", "frac"),
+                     ("\\left", ""), ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", ""), ("$", "")):
+        s = s.replace(old, new)
+    s = s.split("\\text{ ")[0].replace("\\%", "")
+    s = s.replace(" .", " 0.").replace("{.", "{0.")
+    if not s:
+        return s
+    if s[0] == ".":
+        s = "0" + s
+    for sep in ("=", "\\approx"):
+        if len(s.split(sep)) == 2:
+            s = s.split(sep)[-1]
+    if "sqrt" in s:
+        s = fix_sqrt(s)
+    s = s.replace(" ", "")
+    if "sqrt" in s:
+        s = fix_fracs(s)
+    if s == "0.5":
+        s = "\\frac{1}{2}"
+    return fix_a_slash_b(s)
+
+
+def find_math_answer(s: str) -> str:
+    s = s.lower().replace("{}", "")
+    boxed = re.findall(r"oxed{(.*)}", s, flags=re.S)
+    ans = boxed[-1] if boxed else s
+    close, open_ = ans.find("}"), ans.find("{")
+    if close != -1 and (open_ == -1 or close < open_):
+        ans = ans.split("}")[0]
+    ans = ans.split("=")[-1].split("\\approx")[-1]
+    for old, new in UNIT_AND_LATEX_NOISE:
+        ans = ans.replace(old, new)
+    return strip_string(ans)
+
+
+def tidy_option_letters(s: str) -> str:
+    for c in "abcde":
+        s = s.replace(f"({c})", c)
+    for c in "abcde":
+        s = s.replace(f"{{{c}}}", c)
+    return s.rstrip(".").lstrip(":").strip()
+
+
+def official_extract(response: str) -> tuple[str, str]:
+    """(answer, rule): `answer_format` for a `\\boxed{}`, `official` for the letter / `is` / phrase
+    rules, `fallback` when the whole cleaned response is the answer, `none` when it is empty."""
+    text, rule = response.strip(), "fallback"
+    letter = letter_at_edges(text)
+    if letter:
+        text, rule = letter, "official"
+    tail = text.split("is ")[-1].rstrip(".")
+    if is_number(tail):
+        text, rule = tail, "official"
+    if "oxed{" not in text:
+        text, found = after_answer_phrases(text)
+        rule = "official" if found else rule
+    else:
+        rule = "answer_format"
+        if text.count("oxed{") > 1:
+            text = "\\boxed{" + text.split("oxed{")[-1]
+    answer = tidy_option_letters(find_math_answer(text))
+    return answer, rule if answer else "none"
+
+
+# ---- equality --------------------------------------------------------------------------------
+
+class QuickValue:
+    """A fast path for the common answer shapes (numbers, `\\frac`, `\\sqrt`, `\\pi`, powers, + - * / :),
+    valued as the official `eval(str(latex2sympy(s)))` would: integers stay integers where sympy keeps
+    them (sums, products, powers, perfect squares), `\\frac` and `/` divide into floats. Any other
+    token raises NotImplementedError, and the caller parses the text properly."""
+
+    TOKEN = re.compile(r"\\[a-zA-Z]+|\d+\.\d+|\d+|\S")
+    PRODUCT = {"*", "\\cdot", "\\times"}
+
+    def __init__(self, s: str):
+        self.tokens, self.i = self.TOKEN.findall(s), 0
+
+    def value(self) -> int | float:
+        result = self.sum()
+        if self.i != len(self.tokens):
+            raise NotImplementedError
+        return result
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        token = self.peek()
+        if token is None or (expected is not None and token != expected):
+            raise NotImplementedError
+        self.i += 1
+        return token
+
+    def sum(self) -> int | float:
+        total = self.product()
+        while self.peek() in ("+", "-"):
+            total = total + self.product() if self.take() == "+" else total - self.product()
+        return total
+
+    def product(self) -> int | float:
+        result = self.signed()
+        while self.peek() is not None and self.peek() not in ("+", "-", ")", "}"):
+            op = self.take() if self.peek() in self.PRODUCT | {"/", ":"} else "*"
+            rhs = self.signed()
+            result = result / rhs if op in ("/", ":") else result * rhs
+        return result
+
+    def signed(self) -> int | float:
+        if self.peek() in ("+", "-"):
+            return self.signed() if self.take() == "+" else -self.signed()
+        base = self.atom()
+        if self.peek() != "^":
+            return base
+        self.take()
+        exponent = self.group() if self.peek() == "{" else self.number(self.take())
+        if abs(exponent) > 1000:
+            raise NotImplementedError  # let the guarded slow path judge the size
+        return base**exponent
+
+    def group(self) -> int | float:
+        self.take("{")
+        inner = self.sum()
+        self.take("}")
+        return inner
+
+    def atom(self) -> int | float:
+        token = self.take()
+        if token == "\\pi":
+            return math.pi
+        if token == "\\frac":
+            return self.group() / self.group()
+        if token == "\\sqrt":
+            radicand = self.group()
+            root = math.isqrt(radicand) if isinstance(radicand, int) and radicand >= 0 else -1
+            return root if root * root == radicand else math.sqrt(radicand)
+        if token in ("(", "{"):
+            inner = self.sum()
+            self.take(")" if token == "(" else "}")
+            return inner
+        return self.number(token)
+
+    @staticmethod
+    def number(token: str) -> int | float:
+        if token.isdigit():
+            return int(token)
+        if not DECIMAL.fullmatch(token):
+            raise NotImplementedError
+        exact = Fraction(token)  # latex2sympy reads decimals as rationals: 2.0 is the integer 2
+        return exact.numerator if exact.denominator == 1 else exact.numerator / exact.denominator
+
+
+def has_symbol(s: str) -> bool:
+    return bool(STRAY_LETTER.search(s) or GREEK_SYMBOL.search(s)) and not COMMAND_WITH_NAME_ARGUMENT.search(s)
+
+
+def parse_latex(s: str) -> object:
+    """latex2sympy as the original behaves: no input normalisation, no mixed fractions, case kept."""
+    from latex2sympy2_extended import latex2sympy
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+
+    config = ConversionConfig(interpret_as_mixed_fractions=False, lowercase_symbols=False)
+    return latex2sympy(s, normalization_config=None, conversion_config=config)
+
+
+def too_costly(expr: object) -> bool:
+    """A power or factorial whose exact value would have more than MAX_RESULT_DIGITS digits."""
+    import sympy
+
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Pow) and node.exp.is_number and node.base.is_number:
+            base, exp = sympy.Abs(node.base).evalf(15), sympy.Abs(node.exp).evalf(15)
+            if exp.is_comparable and base.is_comparable and exp * sympy.log(max(base, 2), 10) > MAX_RESULT_DIGITS:
+                return True
+        if isinstance(node, sympy.factorial) and node.args[0].is_number:
+            arg = sympy.Abs(node.args[0]).evalf(15)
+            if arg.is_comparable and arg > MAX_RESULT_DIGITS / 4:
+                return True
+    return False
+
+
+@lru_cache(maxsize=65536)
+def rounded_value(s: str) -> int | float | None:
+    """`round(eval(str(latex2sympy(s))), 2)` of the official scorer; None where it raises."""
+    s = s.strip()
+    if NO_NUMBER.fullmatch(s) or UNLEXABLE.search(s) or NOT_EVALUABLE.search(s) or has_symbol(s):
+        return None
+    for old, new in ORIGINAL_PREPARSE_EDITS:
+        s = s.replace(old, new)
+    try:
+        return rounded(QuickValue(s).value())
+    except NotImplementedError:
+        pass
+    except Exception:  # ZeroDivisionError, a negative square root, an overflow: eval raises too
+        return None
+    try:
+        expr = parse_latex(s)
+        printed = str(expr)
+        if not PRINTED_EXPRESSION.fullmatch(printed) or "__" in printed or too_costly(expr):
+            return None
+        return rounded(eval(printed, {"__builtins__": {}}, MATH_NAMES))  # noqa: S307 - sympy's printout over math
+    except Exception:  # untrusted text: every failure is "no value", as in the official try/except
+        return None
+
+
+def rounded(value: object) -> int | float | None:
+    return round(value, 2) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def round_tuple(s: str) -> str:
+    """The official `eval_tuple`: `(a,b,...)` / `[a,b,...]` with each element rounded to 2 decimals."""
+    parts = s[1:-1].split(",")
+    if len(parts) < 2 or s[:1] + s[-1:] not in ("()", "[]"):
+        return s
+    out = []
+    for p in parts:
+        if "infty" in p or p in ("a", "-a"):
+            out.append(p)
+            continue
+        value = rounded_value(p)
+        if value is None:
+            return s
+        out.append(str(value))
+    return s[0] + ",".join(out) + s[-1]
+
+
+def official_equal(gold: str, answer: str) -> bool:
+    gold, answer = gold.lower(), answer.lower()
+    if not gold.replace(" ", "") or not answer.replace(" ", ""):
+        return False
+    if gold.strip() == answer.strip():
+        return True
+    gold, answer = round_tuple(gold), round_tuple(answer)
+    if gold == answer:
+        return True
+    g = rounded_value(gold)
+    return g is not None and g == rounded_value(answer)
