@@ -131,8 +131,8 @@ class MMMU:
 
     def aggregate(self, samples: dict[str, Sample], scored: list[Scored]) -> dict[str, Any]:
         picks = self.fallback_picks(samples, scored)
-        verdicts = {s.key: s.extra["official"]["correct"]
-                    or official.eval_multiple_choice(s.extra["official"]["gold"], picks.get(s.key))
+        verdicts = {s.key: official_of(s)["correct"]
+                    or official.eval_multiple_choice(official_of(s)["gold"], picks.get(s.key))
                     for s in scored}
 
         def official_value(s: Scored) -> float:
@@ -143,9 +143,9 @@ class MMMU:
         if self.judge is not None:
             report["judge"] = self.judge.counts()
         strict = metrics.accuracy(scored, official_value)
-        strict["rules"] = count_by(s.extra["official"]["rule"] for s in scored)
+        strict["rules"] = count_by(official_of(s)["rule"] for s in scored)
         strict["fallback"] = {"policy": self.official_fallback, "picks": picks,
-                              "keys": [s.key for s in scored if s.extra["official"]["rule"] == "fallback"]}
+                              "keys": [s.key for s in scored if official_of(s)["rule"] == "fallback"]}
         breakdowns: dict[str, Any] = {}
         for group in ("discipline", "subject", "question_type"):
             breakdowns[group] = metrics.group_by(scored, samples, metrics.metadata_field(group))
@@ -159,7 +159,7 @@ class MMMU:
             return {}
         picks: dict[str, str] = {}
         for repeat in sorted({s.repeat for s in scored}):
-            pending = [s for s in scored if s.repeat == repeat and s.extra["official"]["rule"] == "fallback"]
+            pending = [s for s in scored if s.repeat == repeat and official_of(s)["rule"] == "fallback"]
             pending.sort(key=lambda s: samples[s.sample_id].metadata["official_order"])
             picks.update(official.official_random_picks((s.key, list(samples[s.sample_id].choices or {}))
                                                         for s in pending))
@@ -238,6 +238,11 @@ def official_verdict(sample: Sample, text: str) -> dict[str, Any]:
     preds = official.parse_open(text)
     return {"pred": preds, "rule": "official", "gold": sample.target,
             "correct": official.eval_open(sample.target, preds)}
+
+
+def official_of(scored: Scored) -> dict[str, Any]:
+    """The official protocol's verdict; a truncated response (scored by the runner) has none."""
+    return scored.extra.get("official") or {"pred": None, "rule": scored.rule, "gold": None, "correct": False}
 
 
 def count_by(values: Iterable[str]) -> dict[str, int]:

@@ -225,3 +225,14 @@ OFFICIAL_OPEN_CASES = [
 @pytest.mark.parametrize("text,gold,correct,why", OFFICIAL_OPEN_CASES, ids=[c[3] for c in OFFICIAL_OPEN_CASES])
 def test_official_open_parse_and_eval(text, gold, correct, why):
     assert official.eval_open(gold, official.parse_open(text)) is correct, why
+
+
+def test_a_truncated_response_counts_wrong_in_both_protocols(hub_file: Path):
+    samples = {s.id: s for s in MMMU().load(str(hub_file), None, None)}
+    task = MMMU(official_fallback="random")
+    scored = [answer(task, samples["validation_Art_1"], "Final answer: B"),
+              Scored("validation_Psychology_4#0", "validation_Psychology_4", 0, None, "truncated", False,
+                     truncated=True)]  # as the runner records a cut-off response
+    m = task.aggregate(samples, scored)["metrics"]
+    assert m["accuracy"]["value"] == 0.5 and m["accuracy_official"]["value"] == 0.5
+    assert m["accuracy_official"]["rules"] == {"official": 1, "truncated": 1}
