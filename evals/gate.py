@@ -357,7 +357,8 @@ def comparison_notes(base: TaskRun, cur: TaskRun, ids: list[str]) -> list[str]:
                      f"{points(base.value)} (n {base.n}), current {points(cur.value)} (n {cur.n})")
     if not ids:
         missing = [name for name, side in (("baseline", base), ("current", cur)) if side.outcomes is None]
-        notes.append(f"unpaired: no per-sample outcomes in {' and '.join(missing)}" if missing
+        notes.append(f"unpaired: no per-sample outcomes that make the headline metric in {' and '.join(missing)}"
+                     if missing
                      else "unpaired: the runs share no samples")
     fingerprints = base.dataset_fingerprint, cur.dataset_fingerprint
     if ids and None not in fingerprints and fingerprints[0] != fingerprints[1]:

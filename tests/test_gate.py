@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -175,9 +176,22 @@ def test_summary_only_baseline_falls_back_to_an_unpaired_test(big, tmp_path):
     code, report, _ = gate_json("--baseline", str(path), "--current", str(big["drop5"]))
     row = only_task(report)
     assert code == 1 and row["test"] == "two-proportion z (unpaired)"
-    assert "unpaired: no per-sample outcomes in baseline" in row["notes"]
+    assert "unpaired: no per-sample outcomes that make the headline metric in baseline" in row["notes"]
     # pooled z = -0.05 / sqrt(0.675 * 0.325 * 2 / 1000) = -2.390
     assert row["p"] == pytest.approx(0.00842, abs=1e-4)
+
+
+def test_a_headline_the_samples_do_not_make_is_compared_unpaired(big, tmp_path):
+    """MMBench's CircularEval scores groups of rows: per-row scores must not be paired as if they made it."""
+    grouped = tmp_path / "grouped"
+    shutil.copytree(big["drop5"], grouped)
+    results = json.loads((grouped / "results.json").read_text())
+    results["metrics"]["accuracy"]["value"] = 0.60  # what a group-level metric could say of these rows
+    (grouped / "results.json").write_text(json.dumps(results))
+    code, report, _ = gate_json("--baseline", str(big["baseline"]), "--current", str(grouped))
+    row = only_task(report)
+    assert row["test"] == "two-proportion z (unpaired)" and row["current"] == 0.60 and code == 1
+    assert "unpaired: no per-sample outcomes that make the headline metric in current" in row["notes"]
 
 
 def test_avg_at_k_uses_the_paired_bootstrap(tmp_path):
