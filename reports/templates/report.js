@@ -288,6 +288,7 @@
     };
   }
 
+  document.getElementById("filters").addEventListener("submit", function (e) { e.preventDefault(); });
   ["run", "verdict", "cat", "rule"].forEach(function (k) { controls[k].addEventListener("change", onFilter(k)); });
   controls.q.addEventListener("input", onFilter("q"));
   document.getElementById("prev").addEventListener("click", function () { state.page -= 1; writeHash(); render(); });
