@@ -76,12 +76,18 @@ def load_predictions(path: Path) -> dict[str, str]:
         raise UserError(f"predictions file does not exist: {path}")
     files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
     predictions: dict[str, str] = {}
+    found_in: dict[str, Path] = {}
     for f in files:
         for ident, value in _records_in(f):
             text = _text_of(value)
             if text is None:
                 raise UserError(f"{f}: prediction for {ident!r} has no response text")
-            predictions[ident] = text
+            # Two files answering one id differently (MMMU's example folder holds the raw responses
+            # and total_val_output.json's parsed ones): refuse rather than let one silently win.
+            if ident in found_in and found_in[ident] != f and predictions[ident] != text:
+                raise UserError(f"{f}: {ident!r} is also answered, differently, in {found_in[ident]}; "
+                                "replay one file or folder")
+            predictions[ident], found_in[ident] = text, f
     if not predictions:
         raise UserError(f"no predictions found in {path}")
     return predictions

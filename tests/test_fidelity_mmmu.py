@@ -118,3 +118,9 @@ def test_default_policy_counts_the_two_fallbacks_wrong(tmp_path: Path):
     strict = result["metrics"]["accuracy_official"]
     assert round(strict["value"] * 900) == OFFICIAL_CORRECT - 1
     assert strict["fallback"]["policy"] == "wrong" and len(strict["fallback"]["keys"]) == 2
+
+
+def test_replaying_the_whole_example_folder_refuses_its_two_conflicting_answer_sets(tmp_path: Path):
+    proc = cli("run", "mmmu", "--model", f"replay:{outputs_dir()}", "--data", str(outputs_dir()),
+               "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 2 and "total_val_output.json" in proc.stderr and "answered, differently" in proc.stderr
