@@ -139,6 +139,7 @@ def _text_dims(vocab_size: int) -> dict:
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,
         "tie_word_embeddings": False,
+        "bos_token_id": None,
     }
 
 
@@ -158,6 +159,7 @@ def build_tiny_qwen_vl(out_dir: str | Path, seed: int = 0) -> Path:
     ids = _token_ids(processor.tokenizer)
     text = _text_dims(len(processor.tokenizer))
     text["rope_scaling"] = {"type": "mrope", "rope_type": "default", "mrope_section": [4, 6, 6]}  # sums to head_dim/2
+    text.update(eos_token_id=ids["eos"], pad_token_id=ids["pad"])
     config = Qwen2_5_VLConfig(
         text_config=text,
         vision_config={
@@ -182,7 +184,16 @@ def build_tiny_qwen_vl(out_dir: str | Path, seed: int = 0) -> Path:
     model.generation_config = GenerationConfig(eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"])
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    _fix_saved_config(out / "config.json", "Qwen2_5_VLForConditionalGeneration")
     return out
+
+
+def _fix_saved_config(path: Path, architecture: str) -> None:
+    """transformers 4.57 saves Qwen-VL's `architectures` inside `text_config` only; vLLM reads the
+    top level and would otherwise take the model for an embedding model."""
+    config = json.loads(path.read_text())
+    config["architectures"] = [architecture]
+    path.write_text(json.dumps(config, indent=2))
 
 
 # ---- a Step3-VL-shaped remote-code model ------------------------------------------------------
