@@ -255,3 +255,21 @@ def test_http_judge_works_when_scoring_runs_inside_an_event_loop(tsv: Path, tmp_
     assert (scored.extracted, scored.rule, scored.correct) == ("B", "judge", True)
     (body,) = chat_server.received
     assert body["temperature"] == 0 and "Which colour dominates?" in json.dumps(body, ensure_ascii=False)
+
+
+def test_cli_judge_resolves_and_caches_through_the_runner(tsv: Path, tmp_path: Path):
+    import evals.runner
+
+    if not hasattr(evals.runner, "make_judge"):
+        pytest.skip("the runner does not attach judges yet (it should call evals.judge.make_judge)")
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": k, "response": v}, ensure_ascii=False) + "\n" for k, v in ANSWERS.items()))
+    proc = cli("run", "mmbench_en", "--model", f"replay:{preds}", "--data", str(tsv), "--out", str(tmp_path / "runs"),
+               "--judge", "mock", "-T", "judge_mock_text=B", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "results.json").read_text())
+    assert result["metrics"]["accuracy"]["value"] == pytest.approx(EXPECTED_CIRCULAR_JUDGED)
+    assert len((run_dir / "judge.jsonl").read_text().splitlines()) == 1
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert [r["scored"]["rule"] for r in records if r["sample_id"] == "1000003"] == ["judge"]
