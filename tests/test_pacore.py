@@ -411,3 +411,96 @@ def test_pacore_on_mmmu_over_http_keeps_the_image_in_the_synthesis_turn(tmp_path
     res = json.loads((run_dir / "results.json").read_text())
     assert res["spec"]["mode"] == "pacore" and res["status"] == "complete"
     assert "pacore_round0_agreement" in res["metrics"]
+
+
+# ---- the tiny hf model, with images ------------------------------------------------------------------
+
+def build_answering_tiny_vlm(out: Path) -> Path:
+    """The tiny random Qwen2.5-VL, edited so that it stops on its own: every step it emits `A`
+    (3 parts) or `<|im_end|>` (1 part), whatever the input. Random weights rarely stop within a few
+    tokens, and a reply cut off by the limit is dropped, so no synthesis would get references."""
+    import math
+
+    import torch
+    from tiny_vlm import build_tiny_qwen_vl
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    built = build_tiny_qwen_vl(out / "random")
+    model = AutoModelForImageTextToText.from_pretrained(built)
+    processor = AutoProcessor.from_pretrained(built)
+    letter, stop = processor.tokenizer.convert_tokens_to_ids(["A", "<|im_end|>"])
+    with torch.no_grad():
+        lm = model.model.language_model
+        lm.embed_tokens.weight[:, 0] = 1000.0  # residual dim 0 dominates every text position ...
+        for layer in lm.layers:  # ... and no layer writes to it, so the final norm gives it ~8
+            layer.self_attn.o_proj.weight[0, :] = 0
+            layer.mlp.down_proj.weight[0, :] = 0
+        lm.norm.weight[0] = 1.0
+        model.lm_head.weight.zero_()  # logits read dim 0 only: input-independent
+        model.lm_head.weight[stop, 0] = 3.0
+        model.lm_head.weight[letter, 0] = 3.0 + math.log(3) / 8
+    model.save_pretrained(out / "answering")
+    processor.save_pretrained(out / "answering")
+    return out / "answering"
+
+
+class BatchSpy:
+    """Hands every batch to a real adapter and records it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.batches: list[list[Request]] = []
+
+    def generate(self, requests: list[Request], on_response=None) -> list[Response]:
+        self.batches.append(list(requests))
+        return self.inner.generate(requests, on_response)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def answering_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    return build_answering_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+
+
+@pytest.mark.hf
+def test_pacore_over_the_hf_adapter_batches_each_round_and_keeps_images(tmp_path: Path, answering_vlm: Path):
+    from evals.runner import build_requests
+    from model_adapters.hf import HFAdapter
+    from tasks.mmmu import MMMU
+
+    samples = MMMU().load(str(write_mmmu(tmp_path)), "dev", None)
+    spec = RunSpec(task="mmmu", model=f"hf/{answering_vlm}", mode="pacore", pacore_widths=[4],
+                   params=GenParams(max_tokens=12), adapter_options={"batch_size": 16})
+    hf = HFAdapter(str(answering_vlm), spec)
+    spy = BatchSpy(hf)
+    out = wrap_mode(spy, spec).generate(build_requests(samples, spec))
+    assert [len(b) for b in spy.batches] == [2 * 4, 2 * 1]  # the plan, one generate() per round
+    assert all(o.error is None for o in out)
+    synthesized = [(o, b) for o, b in zip(out, spy.batches[1]) if o.trace[1]["references"]]
+    assert synthesized, "no reply survived round 0 (the edited model should stop on its own)"
+    for final, request in synthesized:
+        (turn,) = request.messages
+        assert isinstance(turn.content[0], Image) and isinstance(turn.content[1], Text)
+        assert turn.content[1].text.startswith(SYNTHESIS_HEAD)
+        assert final.trace[1]["prompt_tokens_source"] == "usage"
+        assert final.trace[1]["prompt_tokens"] > final.trace[0]["replies"][0]["usage"]["prompt_tokens"]
+
+
+@pytest.mark.hf
+def test_pacore_mmmu_run_on_the_tiny_hf_model_through_the_cli(tmp_path: Path, answering_vlm: Path):
+    data = write_mmmu(tmp_path)
+    proc = cli("run", "mmmu", "--model", f"hf/{answering_vlm}", "--mode", "pacore", "--pacore-widths", "3",
+               "-k", "2", "--max-tokens", "12", "--split", "dev", "--data", str(data), "--out", str(tmp_path / "runs"),
+               "--quiet", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    calls = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
+    assert Counter(c["round"] for c in calls) == {0: 2 * 2 * 3, 1: 2 * 2}  # the plan: no more model calls
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(len(r["response"]["trace"]) == 2 for r in records)
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["status"] == "complete" and res["counts"]["mean_tokens_per_request"] > 0
