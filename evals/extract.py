@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from evals.choice import final_answer_letter
+
 THINK_END = "</think>"
 
 
@@ -60,13 +62,9 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
-FINAL_ANSWER = re.compile(r"final\s+answer\s*[:：]\s*\**\s*\(?\[?\s*([A-Za-z])\b", re.IGNORECASE)
-
-
 def extract_final_answer_letter(text: str, letters: list[str]) -> str | None:
-    """The option letter of the last `Final answer: X` line (the report's answer format)."""
-    for m in reversed(list(FINAL_ANSWER.finditer(text))):
-        letter = m.group(1).upper()
-        if letter in letters:
-            return letter
-    return None
+    """The option letter of the last `Final answer: X` line (the report's answer format).
+
+    The rule lives once, with the multiple-choice matcher (`evals.choice.final_answer_letter`).
+    """
+    return final_answer_letter(text, letters)
