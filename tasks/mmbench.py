@@ -131,8 +131,9 @@ class MMBench:
 
 
 def is_blank(value: Any) -> bool:
-    """An empty cell: missing, empty text, or a NaN that pandas-written files carry."""
-    return value is None or (isinstance(value, float) and value != value) or str(value) == ""
+    """An empty cell: missing, empty, a float NaN, or the text `nan` (the hub copy's empty cells,
+    which VLMEvalKit's pandas reading also treats as missing)."""
+    return value is None or (isinstance(value, float) and value != value) or str(value) in ("", "nan", "NaN")
 
 
 def normalize_row(row: dict[str, Any]) -> dict[str, Any]:

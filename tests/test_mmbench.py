@@ -188,9 +188,11 @@ def test_hub_rows_with_l2_spelled_differently_and_image_bytes(tmp_path: Path):
     rows = [{**r, "L2-category": r.pop("l2-category"), "index": int(r["index"]),
              "image": {"bytes": base64.b64decode(png_b64("red")), "path": None}}
             for r in build_rows() if int(r["index"]) < 1_000_000]
+    rows[1].update(hint="nan", C="nan", D="nan", E="nan")  # the hub copy writes empty cells as 'nan'
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "dev.parquet")
     samples = MMBench(version="v1.0").load(str(tmp_path / "dev.parquet"), None, None)
     assert [s.metadata["l2"] for s in samples][:2] == [CP, FP]
+    assert samples[1].choices == {"A": "猫", "B": "狗"} and "Hint" not in samples[1].messages[0].text()
 
 
 def test_hub_v11_is_refused_with_the_way_out():
