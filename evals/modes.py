@@ -237,10 +237,12 @@ class PaCoRe:
         self.writer: store.RecordWriter | None = None
         self.sent = 0  # sub-calls handed to the wrapped adapter (cache hits excluded)
         self.round_seconds: list[float] = []  # wall time of each round of the last generate()
+        self.run_dir: Path | None = None
 
     # -- the sub-call cache (calls.jsonl) --
 
     def attach(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
         for rec in store.read_jsonl(run_dir / store.CALLS, repair=True):
             if rec.get("response", {}).get("error") is None:
                 self.cache[rec["cache_key"]] = response_from_dict(rec["response"])
@@ -370,9 +372,20 @@ class PaCoRe:
         for round_index in range(len(self.widths)):
             started = time.perf_counter()
             calls = self.first_round_calls(problems) if round_index == 0 else self.synthesis_calls(problems, round_index)
+            sent_before = self.sent
             self.run_round(calls, store_reply)
             self.round_seconds.append(time.perf_counter() - started)
+            self.log_round(round_index, len(calls), self.sent - sent_before)
         return [finals[r.key] for r in requests]
+
+    def log_round(self, round_index: int, calls: int, sent: int) -> None:
+        """A line in run.log per round: the progress bar only moves when final answers arrive."""
+        if self.run_dir is None:
+            return
+        from evals.runner import log  # the runner imports this module
+
+        log(self.run_dir, f"pacore round {round_index} (width {self.widths[round_index]}): {calls} calls, "
+                          f"{calls - sent} from calls.jsonl, {self.round_seconds[-1]:.1f} s")
 
     def final_response(self, p: Problem) -> Response:
         answer = p.replies[-1][0]
@@ -413,5 +426,8 @@ def wrap_mode(adapter: Adapter, spec: RunSpec) -> Adapter:
     if spec.mode == "sere":
         return SeRe(adapter)
     if spec.mode == "pacore":
+        if spec.model.startswith("replay"):
+            raise UserError("--mode pacore needs a model to call; a replay file holds final answers "
+                            "(score it with --mode sere)")
         return PaCoRe(adapter, spec)
     raise UserError(f"unknown mode {spec.mode!r} (use one of: {', '.join(MODES)})")

@@ -261,8 +261,13 @@ def test_pool_draws_first_round_replies_from_one_pool_per_problem():
     draws = [tuple(r["pool_index"] for r in o.trace[0]["replies"]) for o in out]
     assert all(len(set(d)) == 4 and set(d) <= set(range(6)) for d in draws)
     assert len(set(draws)) > 1  # repeats draw differently (seeded by their own seed)
+
+
+def test_pacore_refuses_replay_and_pools_smaller_than_the_first_width():
+    with pytest.raises(UserError, match="needs a model to call"):
+        wrap_mode(RecordingAdapter(answer_by_seed), RunSpec(task="aime2025", model="replay:preds.jsonl", mode="pacore"))
     with pytest.raises(UserError, match="smaller than the first width"):
-        pacore(inner, [8], pacore_pool=4)
+        pacore(RecordingAdapter(answer_by_seed), [8], pacore_pool=4)
 
 
 def test_pacore_wraps_sere_so_inline_thinking_is_split():
@@ -354,9 +359,23 @@ def test_pacore_on_aime_sends_the_planned_calls_and_checked_synthesis_prompts(tm
     assert trace[1]["prompt_tokens"] == 321 and records[0]["response"]["reasoning"] == "weighing both"
     calls = (run_dir / "calls.jsonl").read_text().splitlines()
     assert len(calls) == len(bodies)
+    log = (run_dir / "run.log").read_text()
+    assert f"pacore round 0 (width {WIDTH}): {len(GOLD) * K * WIDTH} calls, 0 from calls.jsonl" in log
 
 
-def png_b64(color: tuple[int, int, int]) -> bytes:
+def test_pacore_pool_flag_generates_one_pool_per_problem(tmp_path: Path, aime_data: Path):
+    with ChatServer() as server:
+        proc = cli("run", "aime2025", "--model", "openai/test-model", "--base-url", server.url, "--mode", "pacore",
+                   "--pacore-widths", "4", "--pacore-pool", "6", "-k", "3", "--data", str(aime_data),
+                   "--out", str(tmp_path / "runs"), "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        synthesis = sum(b["messages"][-1]["content"].startswith(SYNTHESIS_HEAD) for b in server.received)
+        assert len(server.received) - synthesis == len(GOLD) * 6 and synthesis == len(GOLD) * 3
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "results.json").read_text())["spec"]["pacore_pool"] == 6
+
+
+def png_bytes(color: tuple[int, int, int]) -> bytes:
     import io
 
     from PIL import Image as PILImage
@@ -370,7 +389,7 @@ def write_mmmu(tmp_path: Path) -> Path:
     (tmp_path / "pics").mkdir()
     rows = []
     for n, color in enumerate([(255, 0, 0), (0, 0, 255)]):
-        (tmp_path / "pics" / f"{n}.png").write_bytes(png_b64(color))
+        (tmp_path / "pics" / f"{n}.png").write_bytes(png_bytes(color))
         row = {"id": f"dev_Art_{n}", "question": f"Which colour is <image 1>? ({n})",
                "options": "['red', 'blue', 'green']", "answer": "AB"[n], "question_type": "multiple-choice",
                "subfield": "sub", "topic_difficulty": "Easy", "image_1": f"pics/{n}.png"}
