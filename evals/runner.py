@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evals import metrics, store
+from evals.judge import make_judge
 from evals.modes import first_round_answers, wrap_mode
 from evals.progress import RunProgress
 from evals.types import (
@@ -97,7 +98,7 @@ def summarize(task: Task, samples: dict[str, Sample], records: list[dict[str, An
         "errors": sum(s.error for s in scored),
         "truncated": sum(s.truncated for s in scored),
         "unparsed": rules.get("none", 0),
-        "fallback": rules.get("fallback", 0),
+        "fallback": sum(s.rule == "fallback" or s.extra.get("official", {}).get("rule") == "fallback" for s in scored),
         "judge": rules.get("judge", 0),
         "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
         "completion_tokens": sum(u.get("completion_tokens", 0) for u in usage),
@@ -216,6 +217,7 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
     adapter = wrap_mode(load_adapter(spec), spec)  # validates the model side before touching disk
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
     kept = prepare_run_dir(run_dir, spec, prov)  # refuses a foreign or damaged run dir untouched
+    task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
     try:
         started = time.time()
         result = RunResult(run_dir.name, "running", spec, provenance={**prov, "started": started})
@@ -243,6 +245,8 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
         finally:
             writer.close()
             adapter.close()
+            if task.judge is not None:
+                task.judge.close()
     except UserError as exc:
         log(run_dir, f"stopped: {exc}")
         raise
@@ -274,6 +278,7 @@ def rescore(run_dir: Path) -> RunResult:
     spec = previous.spec
     task = get_task(spec.task, spec.task_options)
     samples = task.load(spec.data, spec.split, spec.limit)
+    task.judge = make_judge(spec, run_dir)  # its cache makes re-scoring free
     by_id = {s.id: s for s in samples}
     records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())
     missing = [r["sample_id"] for r in records if r["sample_id"] not in by_id]
@@ -282,6 +287,8 @@ def rescore(run_dir: Path) -> RunResult:
     for r in records:
         response = response_from_dict(r["response"])
         r["scored"] = asdict(score_response(task, by_id[r["sample_id"]], response, r["repeat"]))
+    if task.judge is not None:
+        task.judge.close()
     store.write_jsonl_atomic(run_dir / store.SAMPLES, records)
     prov = {**previous.provenance, **provenance(task, samples)}
     return finish(run_dir, task, samples, spec, prov, previous.provenance.get("started", time.time()))
