@@ -186,11 +186,16 @@
     var box = el("div", "prompt");
     var thumbs = el("div", "thumbs");
     var texts = [];
+    var count = 0;
     messages.forEach(function (m) {
       var own = [];
       m.parts.forEach(function (p) {
-        if (p.img !== undefined) thumbs.appendChild(renderImage(p.img));
-        else own.push(p.text);
+        if (p.img === undefined) { own.push(p.text); return; }
+        count += 1;
+        var img = renderImage(p.img);
+        img.title = "image " + count + ": " + img.title;
+        thumbs.appendChild(img);
+        if (own.length) own.push("[image " + count + "]");  // where an image sits inside the text
       });
       texts.push((messages.length > 1 ? "[" + m.role + "]\n" : "") + own.join(""));
     });
@@ -214,8 +219,8 @@
     head.appendChild(el("span", "meta", "repeat " + s.repeat));
     head.appendChild(el("span", "verdict", s.verdict));
     Object.keys(s.cats).forEach(function (k) { head.appendChild(el("span", "meta", k + ": " + s.cats[k])); });
-    head.appendChild(el("span", "meta", s.tokens[0] + " prompt + " + s.tokens[1] + " completion tokens"
-      + (s.latency ? " · " + Number(s.latency).toFixed(1) + " s" : "")));
+    if (s.tokens[0] || s.tokens[1]) head.appendChild(el("span", "meta", s.tokens[0] + " prompt + " + s.tokens[1]
+      + " completion tokens" + (s.latency ? " · " + Number(s.latency).toFixed(1) + " s" : "")));
     card.appendChild(head);
     card.appendChild(renderPrompt(data.prompts[s.prompt] || []));
     if (s.reasoning) card.appendChild(folded("reasoning (" + s.reasoning.length.toLocaleString() + " characters)", el("pre", null, s.reasoning)));

@@ -1,0 +1,93 @@
+"""The HTML report in a real browser: headless Chromium loads it from a file, runs its inline script,
+and we read the DOM it built (`--dump-dom`): leaderboard values, the explorer's filters (driven by
+the URL hash, as a shared link would), and model output holding <script>/<img onerror> payloads
+staying text. A screenshot is saved under the pytest tmp dir for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from reports import build_report
+from reports.runs import assign_anchors, group_rows, load_runs
+from test_reports import SUBJECT_PAYLOAD, make_fixture_runs
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)"),
+]
+
+
+def chromium(profile: Path, *args: str) -> str:
+    out = subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("browser")
+    runs = make_fixture_runs(root / "fixture")
+    html = root / "report.html"
+    build_report([str(p) for p in runs.values()], html=str(html))
+    anchors = {r.path: r.anchor for r in assign_anchors(group_rows(load_runs([str(p) for p in runs.values()])))}
+    mcq = runs["mcq_mock"]
+    records = [json.loads(line) for line in (mcq / "samples.jsonl").read_text().splitlines()]
+    return {"html": html, "profile": root / "profile", "anchor": anchors[mcq.resolve()], "records": records,
+            "results": json.loads((mcq / "results.json").read_text())}
+
+
+def dom(page: dict[str, Any], state: str) -> str:
+    return chromium(page["profile"], "--dump-dom", f"{page['html'].as_uri()}#samples:{state}")
+
+
+def cards(dom_text: str) -> list[dict[str, str]]:
+    return [dict(re.findall(r'([\w-]+)="([^"]*)"', m)) for m in re.findall(r"<article ([^>]*)>", dom_text)]
+
+
+def test_leaderboard_and_verdict_filter_render_and_payloads_stay_text(page):
+    text = dom(page, f"run={page['anchor']}&verdict=wrong")
+    board = re.search(r'<table class="board sortable" id="board">.*?</table>', text, re.S).group(0)
+    acc = page["results"]["metrics"]["accuracy"]
+    assert f">{100 * acc['value']:.2f}</a>" in board and ">92.05<" in board and ">94.43<" in board
+    wrong = [r["sample_id"] for r in page["records"] if r["scored"]["correct"] is False]
+    shown = cards(text)
+    assert len(shown) == len(wrong) == 4 and {c["data-verdict"] for c in shown} == {"wrong"}
+    assert f"{len(wrong)} of 12 samples" in text
+    # the payload sample is among them: its text is on the page, as text
+    assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in text
+    assert "&lt;img src=x onerror=" in text
+    assert re.search(r"<body>", text) and "<title>PWNED" not in text  # onerror would set body[data-pwned]
+    assert not re.search(r"<img[^>]*src=\"x\"", text) and "<script>document.title" not in text
+
+
+def test_category_and_rule_filters_combine_and_category_payload_stays_text(page):
+    state = f"run={page['anchor']}&cat={quote('subject=' + SUBJECT_PAYLOAD)}&rule=answer_format"
+    text = dom(page, state)
+    expected = sorted(r["sample_id"] for r in page["records"]
+                      if r["metadata"]["subject"] == SUBJECT_PAYLOAD and r["scored"]["rule"] == "answer_format")
+    shown = cards(text)
+    assert sorted(c["data-key"].split("#")[0] for c in shown) == expected == ["q2", "q6"]
+    assert {c["data-rule"] for c in shown} == {"answer_format"}
+    assert "subject: Optics &lt;img src=x onerror=alert(1)&gt;" in text  # the option and the card header
+    assert not re.search(r"<img[^>]*src=\"?x[\" >]", text)
+
+
+def test_screenshot_of_the_report(page, tmp_path):
+    shot = tmp_path / "report.png"
+    chromium(page["profile"], "--window-size=1400,4200", "--hide-scrollbars", f"--screenshot={shot}",
+             page["html"].as_uri())
+    assert shot.stat().st_size > 20_000
+    print(f"screenshot: {shot}")
