@@ -101,6 +101,7 @@ class HFAdapter:
         self.device = self.model.device
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
         self.takes_images = hasattr(self.processor, "image_processor")
+        self.split_noted = False
 
     # ---- loading --------------------------------------------------------------------------
 
@@ -181,6 +182,9 @@ class HFAdapter:
         """A failed batch is retried in halves, so that one bad request fails alone."""
         if len(batch) == 1:
             return [Response(batch[0].request.key, error=error)]
+        if not self.split_noted:
+            say(f"a batch of {len(batch)} failed ({error}); retrying it in smaller batches")
+            self.split_noted = True
         half = len(batch) // 2
         return self._run_batch(batch[:half]) + self._run_batch(batch[half:])
 

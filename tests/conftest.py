@@ -54,3 +54,28 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "evals.cli", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd or REPO, timeout=timeout)
+
+
+# ---- tiny real models (tests/tiny_vlm.py), built once per session ------------------------------
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Qwen2.5-VL saved with save_pretrained (needs torch + transformers)."""
+    pytest.importorskip("torch", reason="the hf extra is not installed (pip install 'step3vl-eval[hf]')")
+    pytest.importorskip("transformers", reason="the hf extra is not installed (pip install 'step3vl-eval[hf]')")
+    from tiny_vlm import build_tiny_qwen_vl
+
+    return build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny_qwen_vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_step3_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A remote-code model shaped like Step3-VL, weights in the hub's key layout."""
+    pytest.importorskip("torch", reason="the hf extra is not installed (pip install 'step3vl-eval[hf]')")
+    pytest.importorskip("transformers", reason="the hf extra is not installed (pip install 'step3vl-eval[hf]')")
+    from tiny_vlm import build_tiny_step3_like
+
+    return build_tiny_step3_like(tmp_path_factory.mktemp("tiny_step3_hub"))

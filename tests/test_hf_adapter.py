@@ -1,0 +1,356 @@
+"""The hf adapter on real tiny models (tests/tiny_vlm.py): batching, sampling, limits, Step3-VL guards.
+
+Random weights produce junk text: the tests assert on structure, token counts and determinism.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, cli
+from evals.types import GenParams, Image, Message, Request, Response, RunSpec, Text, UserError
+
+pytestmark = pytest.mark.hf
+torch = pytest.importorskip("torch", reason="the hf extra is not installed (pip install 'step3vl-eval[hf]')")
+pytest.importorskip("transformers", reason="the hf extra is not installed (pip install 'step3vl-eval[hf]')")
+
+from model_adapters import hf  # noqa: E402
+from model_adapters.hf import HFAdapter  # noqa: E402
+
+
+def png(color: str, size: tuple[int, int] = (64, 48)) -> Image:
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", size, color).save(buf, "PNG")
+    return Image(b64=base64.b64encode(buf.getvalue()).decode(), mime="image/png")
+
+
+def request(key: str, parts: list, max_tokens: int = 8, temperature: float = 0.0, seed: int | None = 0,
+            **params) -> Request:
+    gen = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed, **params)
+    return Request(key, key.split("#")[0], 0, [Message("user", parts)], gen)
+
+
+def mixed_requests(max_tokens: int = 8) -> list[Request]:
+    """Image and text-only prompts of different lengths, two images in one, in no length order."""
+    return [
+        request("a#0", [png("red"), Text("What is shown?")], max_tokens),
+        request("b#0", [Text("Count to ten, please, one number a line. " * 3)], max_tokens),
+        request("c#0", [Text("Compare"), png("blue", (96, 64)), Text("with"), png("green")], max_tokens),
+        request("d#0", [Text("Hi")], max_tokens),
+        request("e#0", [png("white", (120, 90)), Text("Find the area of the triangle.")], max_tokens),
+        request("f#0", [Text("Solve x + 1 = 2.")], max_tokens),
+        request("g#0", [png("black"), Text("Which option is correct? A. 1 B. 2")], max_tokens),
+    ]
+
+
+def adapter(model_dir: Path, **options) -> HFAdapter:
+    return HFAdapter(str(model_dir), RunSpec(task="t", model=f"hf/{model_dir}", adapter_options=options))
+
+
+@pytest.fixture(scope="module")
+def qwen(tiny_qwen_vl: Path) -> HFAdapter:
+    return adapter(tiny_qwen_vl, batch_size=4)
+
+
+def outputs(responses: list[Response]) -> list[tuple]:
+    return [(r.key, r.reasoning, r.text, r.finish_reason, r.usage.prompt_tokens, r.usage.completion_tokens)
+            for r in responses]
+
+
+# ---- batching -------------------------------------------------------------------------------
+
+
+def test_batched_greedy_output_equals_unbatched(tiny_qwen_vl: Path, qwen: HFAdapter) -> None:
+    requests = mixed_requests()
+    one_at_a_time = adapter(tiny_qwen_vl, batch_size=1).generate(requests)
+    batched = qwen.generate(requests)
+    assert all(r.error is None for r in batched), [r.error for r in batched]
+    assert outputs(batched) == outputs(one_at_a_time)
+
+
+def test_mixed_image_and_text_batches_answer_in_request_order_and_report_each(qwen: HFAdapter) -> None:
+    requests = mixed_requests()
+    seen: list[str] = []
+    responses = qwen.generate(requests, on_response=lambda r: seen.append(r.key))
+    assert [r.key for r in responses] == [r.key for r in requests]
+    assert sorted(seen) == sorted(r.key for r in requests)
+    assert all(r.latency > 0 and r.usage.completion_tokens > 0 for r in responses)
+
+
+def test_batches_group_requests_of_similar_length() -> None:
+    items = [hf.Prepared(i, request(f"k{i}#0", [Text("x")]), [], "p" * n) for i, n in enumerate([50, 3, 40, 4, 45, 5])]
+    batches = hf.plan_batches(items, 3)
+    assert [[len(it.prompt) for it in b] for b in batches] == [[3, 4, 5], [40, 45, 50]]
+
+
+def test_prompt_tokens_count_the_expanded_image_tokens(qwen: HFAdapter) -> None:
+    with_image, text_only = qwen.generate([
+        request("i#0", [png("red", (56, 56)), Text("Describe.")]),
+        request("t#0", [Text("Describe.")]),
+    ])
+    # 56x56 pixels -> 4x4 patches of 14 -> 2x2 merged tokens, plus <|vision_start|> and <|vision_end|>
+    assert with_image.usage.prompt_tokens - text_only.usage.prompt_tokens == 4 + 2
+
+
+# ---- limits and stops -----------------------------------------------------------------------
+
+
+def test_max_tokens_is_respected_per_request_and_cut_reports_length(qwen: HFAdapter) -> None:
+    requests = [request("short#0", [png("red"), Text("Go")], max_tokens=3),
+                request("long#0", [Text("Go on")], max_tokens=11),
+                request("mid#0", [Text("Go")], max_tokens=6)]
+    responses = qwen.generate(requests)
+    assert [r.usage.completion_tokens for r in responses] == [3, 11, 6]
+    assert all(r.finish_reason == "length" and r.truncated for r in responses)
+    # the chat template opens no <think> here, yet a cut reply has no answer: it is all reasoning
+    assert all(r.text == "" and r.reasoning for r in responses)
+
+
+@pytest.fixture(scope="module")
+def always_stops(tiny_qwen_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a zeroed output layer: all logits tie, greedy picks token 0 (<|endoftext|>)."""
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path_factory.mktemp("always_stops")
+    shutil.copytree(tiny_qwen_vl, out, dirs_exist_ok=True)
+    weights = load_file(str(out / "model.safetensors"))
+    weights["lm_head.weight"] = torch.zeros_like(weights["lm_head.weight"])
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def test_stop_token_ends_generation_with_finish_stop(always_stops: Path) -> None:
+    [r] = adapter(always_stops).generate([request("s#0", [png("red"), Text("Stop")], max_tokens=20)])
+    assert (r.finish_reason, r.usage.completion_tokens, r.text, r.reasoning) == ("stop", 1, "", "")
+
+
+def test_answer_is_split_from_thinking_at_the_last_think_end(qwen: HFAdapter) -> None:
+    tok = qwen.tokenizer
+    ids = tok.encode("first</think>more thought</think>The answer is 4", add_special_tokens=False)
+    item = hf.Prepared(0, request("x#0", [Text("q")], max_tokens=100), [], "prompt")
+    r = qwen._response(item, 7, ids + [tok.convert_tokens_to_ids("<|im_end|>")], 0.5)
+    assert (r.reasoning, r.text, r.finish_reason) == ("first</think>more thought", "The answer is 4", "stop")
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (7, len(ids) + 1)
+
+
+# ---- sampling -------------------------------------------------------------------------------
+
+
+def sampled(key: str, seed: int, **params) -> Request:
+    return request(key, [png("red"), Text("Tell a story.")], max_tokens=12, temperature=1.0, seed=seed, **params)
+
+
+def test_sampled_repeats_differ_and_a_seed_reproduces_whatever_the_batch(tiny_qwen_vl: Path, qwen: HFAdapter) -> None:
+    first = qwen.generate([sampled("s#0", 1), sampled("s#1", 2), sampled("s#2", 3), request("other#0", [Text("x")])])
+    again = adapter(tiny_qwen_vl, batch_size=1).generate([sampled("s#2", 3), sampled("s#0", 1)])
+    texts = [r.reasoning for r in first[:3]]
+    assert len(set(texts)) == 3, "repeats with distinct seeds must differ"
+    assert [r.reasoning for r in again] == [texts[2], texts[0]]
+
+
+def test_top_k_one_and_tiny_top_p_sample_the_greedy_token(qwen: HFAdapter) -> None:
+    greedy, top_k, top_p = qwen.generate([
+        request("g#0", [png("red"), Text("Tell a story.")], max_tokens=12),
+        sampled("k#0", 7, top_k=1),
+        sampled("p#0", 7, top_p=1e-9),
+    ])
+    assert greedy.reasoning == top_k.reasoning == top_p.reasoning
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+
+def test_unreadable_image_fails_that_request_only(qwen: HFAdapter, tmp_path: Path, capsys) -> None:
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not a png")
+    responses = qwen.generate([
+        request("ok#0", [png("red"), Text("a")]),
+        request("missing#0", [Image(path=str(tmp_path / "nope.png")), Text("b")]),
+        request("corrupt#0", [Image(path=str(corrupt)), Text("c")]),
+        request("ok2#0", [Text("d")]),
+    ])
+    errors = {r.key: r.error for r in responses}
+    assert errors["ok#0"] is None and errors["ok2#0"] is None
+    assert "nope.png" in errors["missing#0"] and "corrupt.png" in errors["corrupt#0"]
+    assert capsys.readouterr().err.count("retrying it in smaller batches") == 1  # said once
+
+
+def test_a_model_that_cannot_batch_still_answers_every_request(tiny_step3_like: Path) -> None:
+    model = adapter(tiny_step3_like, trust_remote_code=True)
+    model.batch_size = 4  # as if the adapter did not know this remote code cannot batch
+    responses = model.generate([request(f"r{i}#0", [png("red"), Text(f"q{i}")]) for i in range(3)])
+    assert [r.error for r in responses] == [None, None, None]
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("/does/not/exist", {}, "model directory /does/not/exist does not exist"),
+    ("some/where/deep", {}, "does not exist"),
+    ("", {}, "needs a model"),
+])
+def test_bad_model_location_is_a_one_line_user_error(name: str, options: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message) as err:
+        HFAdapter(name, RunSpec(task="t", model=f"hf/{name}", adapter_options=options))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"dtype": "float8"}, "unknown dtype"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+])
+def test_bad_options_are_user_errors(tiny_qwen_vl: Path, options: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        adapter(tiny_qwen_vl, **options)
+
+
+def test_missing_torch_is_a_one_line_user_error() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # what Python does when torch is not installed
+        "from evals.types import RunSpec, UserError\n"
+        "from model_adapters.hf import HFAdapter\n"
+        "try:\n    HFAdapter('x/y', RunSpec(task='t', model='hf/x/y'))\n"
+        "except UserError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "the hf adapter needs torch: pip install 'step3vl-eval[hf]'"
+
+
+# ---- Step3-VL guards (a tiny remote-code model with Step3-VL's layout) ----------------------
+
+
+def test_remote_code_model_without_the_flag_is_refused(tiny_step3_like: Path) -> None:
+    with pytest.raises(UserError, match="pass --trust-remote-code") as err:
+        adapter(tiny_step3_like)
+    assert "\n" not in str(err.value)
+
+
+def test_step3_hub_layout_loads_cleanly_and_runs_one_request_at_a_time(tiny_step3_like: Path, capsys) -> None:
+    model = adapter(tiny_step3_like, trust_remote_code=True, batch_size=8)
+    assert capsys.readouterr().err.count("cannot batch: running one request at a time") == 1
+    assert model.batch_size == 1
+    widths: list[int] = []
+    model.model.model.language_model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: widths.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True)
+    responses = model.generate([request(f"r{i}#0", [png("red"), Text(f"q{i}")]) for i in range(3)])
+    assert [r.error for r in responses] == [None, None, None]
+    assert set(widths) == {1}
+    assert all(r.usage.completion_tokens == 8 and r.finish_reason == "length" for r in responses)
+    # its generation prompt opens <think>: a cut reply is all reasoning
+    assert all(r.reasoning and r.text == "" for r in responses)
+
+
+def test_step3_checkpoint_resaved_by_transformers_loads_cleanly(tmp_path: Path) -> None:
+    from tiny_vlm import build_tiny_step3_like
+
+    model = adapter(build_tiny_step3_like(tmp_path / "resaved", layout="resaved"), trust_remote_code=True)
+    [r] = model.generate([request("r#0", [png("red"), Text("q")])])
+    assert r.error is None
+
+
+def with_mapping(monkeypatch: pytest.MonkeyPatch, mapping: dict[str, str] | None) -> None:
+    profile = hf.REMOTE_CODE_PROFILES["step_robotics"]
+    monkeypatch.setitem(hf.REMOTE_CODE_PROFILES, "step_robotics", dataclasses.replace(profile, key_mapping=mapping))
+
+
+def test_step3_without_key_mapping_stops_instead_of_running_random_weights(
+        tiny_step3_like: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_mapping(monkeypatch, None)
+    with pytest.raises(UserError, match="missing keys.*unexpected keys.*newly initialised weights"):
+        adapter(tiny_step3_like, trust_remote_code=True)
+
+
+def test_model_card_mapping_on_a_resaved_checkpoint_stops_on_the_projector(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_vlm import build_tiny_step3_like
+
+    card = {  # the model card's rule lacks vit_large_projector in the lookahead
+        r"^vision_model": "model.vision_model",
+        r"^model(?!\.(language_model|vision_model))": "model.language_model",
+        r"^vit_large_projector": "model.vit_large_projector",
+    }
+    with_mapping(monkeypatch, card)
+    resaved = build_tiny_step3_like(tmp_path / "resaved", layout="resaved")
+    with pytest.raises(UserError, match=r"missing keys \(e\.g\. model\.vit_large_projector"):
+        adapter(resaved, trust_remote_code=True)
+
+
+def test_checkpoint_missing_a_tensor_stops_the_run(tiny_step3_like: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_step3_like, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    del weights["vit_large_projector.weight"]
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(UserError, match=r"1 missing keys \(e\.g\. model\.vit_large_projector\.weight\)"):
+        adapter(broken, trust_remote_code=True)
+
+
+@pytest.mark.parametrize("version, ok", [("4.57.6", True), ("4.57.1", True), ("4.56.2", False), ("5.0.0", False),
+                                         ("5.19.0", False)])
+def test_step3_runs_only_on_transformers_4_57(version: str, ok: bool) -> None:
+    profile = hf.REMOTE_CODE_PROFILES["step_robotics"]
+    if ok:
+        hf.check_transformers_version(version, profile)
+    else:
+        with pytest.raises(UserError, match=r"transformers 4\.57\.x only .*pip install 'transformers==4\.57\.6'"):
+            hf.check_transformers_version(version, profile)
+
+
+# ---- through the CLI ------------------------------------------------------------------------
+
+
+def mathvision_fixture(folder: Path) -> Path:
+    """Three rows in the official layout (data/test.jsonl beside images/), one image each."""
+    from PIL import Image as PILImage
+
+    (folder / "images").mkdir(parents=True)
+    (folder / "data").mkdir()
+    rows = [
+        {"id": "1", "question": "<image1>\nWhat is the area of the square?", "options": [], "answer": "4",
+         "level": 1, "subject": "metric geometry - area", "image": "images/1.png"},
+        {"id": "2", "question": "Which shape is red?\n<image1>", "options": ["A", "B", "C", "D", "E"],
+         "answer": "B", "level": 2, "subject": "combinatorics", "image": "images/2.png"},
+        {"id": "3", "question": "How many dots? <image1>", "options": [], "answer": "7",
+         "level": 3, "subject": "counting", "image": "images/3.png"},
+    ]
+    for row, color in zip(rows, ["red", "green", "blue"]):
+        PILImage.new("RGB", (80, 60), color).save(folder / row["image"])
+    data = folder / "data" / "test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
+
+
+def test_cli_runs_mathvision_with_images_on_the_hf_adapter(tiny_qwen_vl: Path, tmp_path: Path) -> None:
+    data = mathvision_fixture(tmp_path / "mathvision")
+    proc = cli("run", "mathvision", "--model", f"hf/{tiny_qwen_vl}", "--data", str(data), "--out",
+               str(tmp_path / "runs"), "--max-tokens", "6", "--batch-size", "2", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [run_dir] = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "results.json").read_text())
+    assert result["status"] == "complete"
+    assert result["spec"]["adapter_options"]["batch_size"] == 2
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert sorted(r["sample_id"] for r in records) == ["1", "2", "3"]
+    for r in records:
+        assert r["response"]["error"] is None
+        assert r["response"]["usage"]["completion_tokens"] == 6
+        assert r["response"]["usage"]["prompt_tokens"] > 20  # the prompt, image tokens included
+
+
+def test_cli_names_the_flag_for_a_remote_code_model(tiny_step3_like: Path, aime_data: Path, tmp_path: Path) -> None:
+    proc = cli("run", "aime2025", "--model", f"hf/{tiny_step3_like}", "--data", str(aime_data), "--out",
+               str(tmp_path / "runs"), "--max-tokens", "4", timeout=300)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert "pass --trust-remote-code" in line
