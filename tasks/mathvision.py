@@ -9,9 +9,10 @@ official `data/` beside `images/`). Images are opened only when a model needs th
 predictions needs no image at all. Default split: `test` (the STEP3-VL-10B report most likely
 scored the full test set; it does not say).
 
-Prompt: the report's template (App. C.1), which drops the official "step by step"; the figure sits
-at the question's `<image1>`, and multiple-choice options follow as `(A) ...` lines, except when
-they are just the letters A-E (drawn in the figure), which the official harness leaves out too.
+Prompt: the report's template (App. C.1), which drops the official "step by step", with the
+figure at its `<image>` slot before the question; the question keeps its `<image1>`.. tags (panels
+of one merged figure) as the official harness does, and multiple-choice options follow as `(A) ...`
+lines, except when they are just the letters A-E (drawn in the figure), which it leaves out too.
 Scoring: the official MATH-V chain and equality (`tasks/mathvision_rules.py`), against the gold
 and, for multiple choice, the gold option's text. Metrics: accuracy, per subject and per level.
 """
@@ -29,13 +30,13 @@ from tasks.data import Row, load_local_rows, load_rows, require_fields
 from tasks.images import image_from_cell
 from tasks.mathvision_rules import official_equal, official_extract
 
-PROMPT_TEMPLATE = (
+PROMPT_TEMPLATE = (  # the report's, verbatim; the figure goes at <image>
     'Please solve the problem and put your answer in one "\\boxed{{}}". If it is a multiple choice '
-    'question, only one letter is allowed in the "\\boxed{{}}".\n{question}'
+    'question, only one letter is allowed in the "\\boxed{{}}". <image> {question}'
 )
 HUB_ID = "MathLLMs/MathVision"
 SPLITS = ("test", "testmini")
-IMAGE_TAG = "<image1>"
+IMAGE_SLOT = "<image>"
 REQUIRED = ["id", "question", "options", "answer", "level", "subject"]
 
 
@@ -156,13 +157,9 @@ def question_text(question: str, choices: dict[str, str]) -> str:
 
 
 def prompt_parts(question: str, choices: dict[str, str], image: Image) -> list[Part]:
-    """The prompt text with the figure at `<image1>` (before the text when the question has no tag)."""
-    text = PROMPT_TEMPLATE.format(question=question_text(question, choices))
-    if IMAGE_TAG not in text:
-        return [image, Text(text)]
-    before, after = text.split(IMAGE_TAG, 1)
-    parts: list[Part] = [Text(before)] if before else []
-    parts.append(image)
-    if after.replace(IMAGE_TAG, ""):
-        parts.append(Text(after.replace(IMAGE_TAG, "")))
-    return parts
+    """The report's template with the figure at its `<image>` slot, before the question.
+
+    The question keeps its `<image1>`.. tags as text: they name panels of the one merged figure
+    (some questions name seven, some options are just `<image3>`), as in the official harness."""
+    before, after = PROMPT_TEMPLATE.format(question=question_text(question, choices)).split(IMAGE_SLOT, 1)
+    return [Text(before), image, Text(after)]

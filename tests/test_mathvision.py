@@ -22,7 +22,7 @@ from tasks.mathvision_rules import (
     QuickValue, find_math_answer, official_equal, official_extract, parsed_value, rounded, rounded_value,
 )
 
-INSTRUCTION = PROMPT_TEMPLATE.format(question="")
+INSTRUCTION, QUESTION_SLOT = PROMPT_TEMPLATE.format(question="{question}").split("<image>")
 
 # ---- extraction: (response, answer, rule, why) -----------------------------------------------
 
@@ -187,18 +187,20 @@ def test_a_jsonl_beside_its_images_folder_resolves_there(tmp_path: Path):
     assert sample.messages[0].images()[0].path == str(tmp_path / "images" / "1.jpg")
 
 
-def test_prompt_is_the_reports_template_with_the_figure_at_image1(tmp_path: Path):
-    free, letters, mcq = MathVision().load(str(write_official_layout(tmp_path)), None, None)
-    parts = free.messages[0].content
-    assert [type(p) for p in parts] == [Text, type(parts[1])] and isinstance(parts[1], Image)
-    assert parts[0].text == INSTRUCTION + "Which number should be written in place of the question mark?\n"
+def test_prompt_is_the_reports_template_with_the_figure_before_the_question(tmp_path: Path):
     assert INSTRUCTION == ('Please solve the problem and put your answer in one "\\boxed{}". If it is a multiple '
-                           'choice question, only one letter is allowed in the "\\boxed{}".\n')
+                           'choice question, only one letter is allowed in the "\\boxed{}". ')
+    assert QUESTION_SLOT == " {question}"
+    free, letters, mcq = MathVision().load(str(write_official_layout(tmp_path)), None, None)
+    for sample in (free, letters, mcq):
+        head, image, tail = sample.messages[0].content
+        assert isinstance(image, Image) and head == Text(INSTRUCTION) and isinstance(tail, Text)
+    # The <image1> tags stay: they name panels of the one merged figure, as in the official harness.
+    assert free.messages[0].content[2].text == " Which number should be written in place of the question mark?\n<image1>"
     # Options that are just the letters drawn in the figure are not listed (as the official harness does).
-    assert letters.messages[0].text() == INSTRUCTION + "Which bike is most expensive?\n"
-    image, text = mcq.messages[0].content[1:]
-    assert isinstance(image, Image) and mcq.messages[0].content[0].text == INSTRUCTION
-    assert text.text == ("\nHow long is the side $x$?\n(A) $9$\n(B) $10$\n(C) $\\sqrt{120}$\n(D) $12$\n(E) $14$")
+    assert letters.messages[0].content[2].text == " Which bike is most expensive?\n<image1>"
+    assert mcq.messages[0].content[2].text == (
+        " <image1>\nHow long is the side $x$?\n(A) $9$\n(B) $10$\n(C) $\\sqrt{120}$\n(D) $12$\n(E) $14$")
 
 
 def test_missing_images_do_not_matter_until_a_model_reads_them(tmp_path: Path):
@@ -308,14 +310,14 @@ def test_a_model_that_needs_a_missing_image_stops_with_one_line(tmp_path: Path):
                                                          "No such file or directory")
 
 
-def test_an_http_model_receives_the_figure_where_the_question_places_it(tmp_path: Path):
+def test_an_http_model_receives_the_figure_between_instruction_and_question(tmp_path: Path):
     data = write_official_layout(tmp_path / "mathvision")
     with ChatServer() as server:
         proc = cli("run", "mathvision", "--model", "openai/test-model", "--base-url", server.url,
                    "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet")
         assert proc.returncode == 0, proc.stderr
     kinds = sorted([p["type"] for p in b["messages"][0]["content"]] for b in server.received)
-    assert kinds == [["text", "image_url"], ["text", "image_url"], ["text", "image_url", "text"]]
-    first = next(b for b in server.received if "question mark" in b["messages"][0]["content"][0]["text"])
+    assert kinds == [["text", "image_url", "text"]] * 3
+    first = next(b for b in server.received if "question mark" in b["messages"][0]["content"][2]["text"])
     assert first["messages"][0]["content"][1]["image_url"]["url"].startswith("data:image/jpeg;base64,/9j/")
     assert first["temperature"] == 1.0 and first["max_tokens"] == 65536
