@@ -21,12 +21,23 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from PIL import Image as PILImage, ImageDraw
+from PIL import Image as PILImage
+from PIL import ImageDraw
 
 from evals import metrics, store
 from evals.runner import make_record
 from evals.types import (
-    GenParams, Image, Message, Request, Response, RunResult, RunSpec, Sample, Scored, Text, Usage,
+    GenParams,
+    Image,
+    Message,
+    Request,
+    Response,
+    RunResult,
+    RunSpec,
+    Sample,
+    Scored,
+    Text,
+    Usage,
 )
 from reports import build_report
 

@@ -23,6 +23,7 @@ from reports.runs import LoadedRun
 
 THUMB_SIDE = 160
 MAX_CATEGORY_VALUES = 300
+MAX_OTHER_VALUES = 30
 INLINE_THUMB_DIR = "images"  # runs/<id>/images/<sha1 hex>.jpg, if the runner saved one
 
 
@@ -70,8 +71,12 @@ def is_scalar(v: Any) -> bool:
     return isinstance(v, (str, int, float, bool)) and not (isinstance(v, str) and len(v) > 200)
 
 
-def category_values(records: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Metadata fields usable as filters: scalar values, at most MAX_CATEGORY_VALUES distinct."""
+def category_values(records: list[dict[str, Any]], groups: set[str]) -> dict[str, list[str]]:
+    """Metadata fields to filter by: the run's breakdown groups, and other scalar fields with a few values.
+
+    A field qualifies with 2-30 distinct values and fewer than half as many values as samples
+    (so per-question fields such as `question` stay out), or by being a breakdown group.
+    """
     seen: dict[str, set[str]] = {}
     bad: set[str] = set()
     for r in records:
@@ -80,8 +85,10 @@ def category_values(records: list[dict[str, Any]]) -> dict[str, list[str]]:
                 bad.add(k)
             elif k not in bad:
                 seen.setdefault(k, set()).add(str(v))
+    n_samples = len({r.get("sample_id") for r in records})
     return {k: sorted(vs, key=natural_key) for k, vs in seen.items()
-            if k not in bad and len(vs) <= MAX_CATEGORY_VALUES}
+            if k not in bad and len(vs) <= MAX_CATEGORY_VALUES
+            and (k in groups or 2 <= len(vs) <= min(MAX_OTHER_VALUES, n_samples / 2))}
 
 
 def prompt_parts(prompt: list[dict[str, Any]], limit: int, images: dict[str, str | None]) -> list[dict[str, Any]]:
@@ -119,7 +126,7 @@ def sample_view(r: dict[str, Any], prompt_id: str, cats: dict[str, list[str]], l
 
 def run_view(run: LoadedRun, limit: int, images: dict[str, str | None], image_dirs: dict[str, Path]) -> dict[str, Any]:
     records = sorted(run.load_records(), key=lambda r: (natural_key(str(r.get("sample_id"))), r.get("repeat", 0)))
-    cats = category_values(records)
+    cats = category_values(records, set(run.result.breakdowns or {}))
     prompts: dict[str, list[dict[str, Any]]] = {}
     samples = []
     for r in records:
@@ -139,15 +146,15 @@ def thumbnail_b64(source: Path | bytes, side: int = THUMB_SIDE) -> str:
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
         im.draft("RGB", (side * 2, side * 2))  # JPEG: decode at a reduced scale, much faster
         im.thumbnail((side, side))
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            back = Image.new("RGB", im.size, "white")
-            back.paste(im, mask=im.getchannel("A"))
-            im = back
-        elif im.mode != "RGB":
-            im = im.convert("RGB")
+        small: Image.Image = im
+        if small.mode in ("RGBA", "LA", "P"):
+            rgba = small.convert("RGBA")
+            small = Image.new("RGB", rgba.size, "white")
+            small.paste(rgba, mask=rgba.getchannel("A"))
+        elif small.mode != "RGB":
+            small = small.convert("RGB")
         out = io.BytesIO()
-        im.save(out, "JPEG", quality=70)
+        small.save(out, "JPEG", quality=70)
     return base64.b64encode(out.getvalue()).decode()
 
 

@@ -18,7 +18,14 @@ from markupsafe import Markup
 from reports.chart import Chart, PointIn, build_chart
 from reports.explorer import explorer_data, script_json
 from reports.leaderboard import (
-    Column, board_rows, columns_for, is_metric, mean_tokens, published_rows, run_rates, task_tables,
+    Column,
+    board_rows,
+    columns_for,
+    is_metric,
+    mean_tokens,
+    published_rows,
+    run_rates,
+    task_tables,
 )
 from reports.runs import LoadedRun, Row, short_model
 

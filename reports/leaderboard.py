@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from reports.runs import LoadedRun, Row, settings_summary
 
@@ -79,7 +79,7 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-def is_metric(m: Any) -> bool:
+def is_metric(m: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(m, dict) and isinstance(m.get("value"), (int, float))
 
 

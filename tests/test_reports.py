@@ -266,7 +266,7 @@ def test_breakdowns_list_every_category_of_every_run(fixture_runs, report):
 
 def test_compute_chart_has_a_point_per_run_and_squares_for_pacore(report):
     html = report["html"].read_text()
-    svgs = re.findall(r"<svg .*?</svg>", html, re.S)
+    svgs = re.findall(r"<svg .*?</svg>", html, re.DOTALL)
     assert len(svgs) == 2  # AIME 2025 and the fixture task
     aime = next(s for s in svgs if "AIME 2025" in s)
     assert aime.count("<g class=\"pt\">") == 3 and aime.count("<rect x=") == 2  # background + one PaCoRe square
@@ -280,7 +280,7 @@ def test_model_and_dataset_text_is_escaped_everywhere(report):
     assert SCRIPT_PAYLOAD not in html and "<img src=x" not in html
     assert "Optics &lt;img src=x onerror=alert(1)&gt;" in html  # breakdown table, escaped by jinja2
     assert "\\u003cscript\\u003edocument.title" in html  # explorer JSON, \u-escaped
-    blobs = re.findall(r'<script type="application/json" id="data-[\w-]+">(.*?)</script>', html, re.S)
+    blobs = re.findall(r'<script type="application/json" id="data-[\w-]+">(.*?)</script>', html, re.DOTALL)
     assert len(blobs) == 6 and all("<" not in b for b in blobs)
     assert json.loads(blobs[0])["samples"]
 

@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from test_reports import SUBJECT_PAYLOAD, make_fixture_runs
 
 from reports import build_report
 from reports.runs import assign_anchors, group_rows, load_runs
-from test_reports import SUBJECT_PAYLOAD, make_fixture_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -31,7 +31,7 @@ pytestmark = [
 
 def chromium(profile: Path, *args: str) -> str:
     out = subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -59,7 +59,7 @@ def cards(dom_text: str) -> list[dict[str, str]]:
 
 def test_leaderboard_and_verdict_filter_render_and_payloads_stay_text(page):
     text = dom(page, f"run={page['anchor']}&verdict=wrong")
-    board = re.search(r'<table class="board sortable" id="board">.*?</table>', text, re.S).group(0)
+    board = re.search(r'<table class="board sortable" id="board">.*?</table>', text, re.DOTALL).group(0)
     acc = page["results"]["metrics"]["accuracy"]
     assert f">{100 * acc['value']:.2f}</a>" in board and ">92.05<" in board and ">94.43<" in board
     wrong = [r["sample_id"] for r in page["records"] if r["scored"]["correct"] is False]
