@@ -150,7 +150,7 @@ def strip_string(s: str) -> str:
 
 def find_math_answer(s: str) -> str:
     s = s.lower().replace("{}", "")
-    boxed = re.findall(r"oxed{(.*)}", s, flags=re.S)
+    boxed = re.findall(r"oxed{(.*)}", s, flags=re.DOTALL)
     ans = boxed[-1] if boxed else s
     close, open_ = ans.find("}"), ans.find("{")
     if close != -1 and (open_ == -1 or close < open_):
@@ -199,7 +199,7 @@ class QuickValue:
     token raises NotImplementedError, and the caller parses the text properly."""
 
     TOKEN = re.compile(r"\\[a-zA-Z]+|\d+\.\d+|\d+|\S")
-    PRODUCT = {"*", "\\cdot", "\\times"}
+    PRODUCT = frozenset({"*", "\\cdot", "\\times"})
 
     def __init__(self, s: str):
         self.tokens, self.i = self.TOKEN.findall(s), 0
@@ -330,7 +330,7 @@ def parsed_value(s: str) -> int | float | None:
         printed = str(expr)
         if not PRINTED_EXPRESSION.fullmatch(printed) or "__" in printed or too_costly(expr):
             return None
-        return rounded(eval(printed, {"__builtins__": {}}, MATH_NAMES))  # noqa: S307 - sympy's printout over math
+        return rounded(eval(printed, {"__builtins__": {}}, MATH_NAMES))  # sympy's printout, over math only
     except Exception:  # untrusted text: every failure is "no value", as in the official try/except
         return None
 

@@ -170,6 +170,27 @@ def test_loads_offline_from_the_official_layout_file_or_folder(tmp_path: Path):
     assert by_file[2].metadata == {"subject": "metric geometry - length", "level": "4", "question_type": "multiple-choice"}
 
 
+def test_loads_a_hub_snapshot_with_the_figure_in_decoded_image(tmp_path: Path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (4, 3), "white").save(buf, format="JPEG")
+    figures = [buf.getvalue(), b"\xff\xd8\xff broken"]
+    rows = [{**row, "decoded_image": {"bytes": figure, "path": f"{row['id']}.jpg"}}
+            for row, figure in zip(ROWS[:2], figures)]
+    (tmp_path / "data").mkdir()
+    parquet = tmp_path / "data" / "test-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    good, broken = MathVision().load(str(tmp_path), None, None)
+    assert good.messages[0].images()[0].read_bytes() == figures[0]
+    assert good.choices is None and broken.choices == {c: c for c in "ABCDE"}
+    with pytest.raises(UserError, match=f"^{parquet}:2: field 'image': inline image is not a readable image"):
+        broken.messages[0].images()[0].read_bytes()
+
+
 def test_default_split_is_test_and_testmini_is_selectable(tmp_path: Path):
     write_official_layout(tmp_path)
     write_official_layout(tmp_path, ROWS[:1], split="testmini")
