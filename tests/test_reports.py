@@ -409,3 +409,18 @@ def test_a_bad_run_dir_is_one_line_and_exit_2(make, message, fixture_runs, tmp_p
 def test_report_without_an_output_is_a_usage_error(fixture_runs, capsys):
     assert main(["report", str(fixture_runs["aime_mock"])]) == 2
     assert "--html FILE" in capsys.readouterr().err
+
+
+def test_real_mathvision_replay_shows_subjects_levels_and_every_image(tmp_path):
+    from conftest import shared_data
+
+    data = shared_data("mathvision", "data", "testmini.jsonl")
+    preds = shared_data("mathvision", "outputs", "Gemini-Pro-CoT.jsonl")
+    run_dir = run_spec(tmp_path, "mathvision", f"replay:{preds}", data)
+    out = tmp_path / "r.html"
+    build_report([str(run_dir)], html=str(out), with_samples=False)
+    html = out.read_text()
+    assert "<summary>subject <span class=\"count\">(16)</span>" in html
+    assert "<summary>level <span class=\"count\">(5)</span>" in html
+    _, thumbs = explorer_views([run_dir])
+    assert len(thumbs) == 304 and all(t["src"] for t in thumbs.values())
