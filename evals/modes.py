@@ -148,13 +148,13 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
 
 
-def original_prompt_tokens(messages: list[Message], round0: list[Response]) -> tuple[int, str]:
+def original_prompt_tokens(messages: list[Message], round0: list[Response]) -> int:
     """The original prompt's length in tokens: as the server counted it, else an estimate."""
     reported = max((r.usage.prompt_tokens for r in round0 if r.error is None), default=0)
     if reported > 0:
-        return reported, "usage"
+        return reported
     images = sum(len(m.images()) for m in messages)
-    return sum(estimate_tokens(m.text()) for m in messages) + images * IMAGE_TOKENS_GUESS, "estimate"
+    return sum(estimate_tokens(m.text()) for m in messages) + images * IMAGE_TOKENS_GUESS
 
 
 def synthesis_budget(max_tokens: int, context: int, prompt_tokens: int) -> int:
@@ -347,7 +347,7 @@ class PaCoRe:
     def synthesis_prompt_estimate(self, p: Problem, prompt: str) -> int:
         """Original prompt tokens (images included) plus the text the synthesis prompt adds."""
         messages = p.request.messages
-        base, _ = original_prompt_tokens(messages, p.replies[0])
+        base = original_prompt_tokens(messages, p.replies[0])
         at = last_user_index(messages)
         replaced = messages[at].text() if at is not None else ""
         return base + max(0, estimate_tokens(prompt) - estimate_tokens(replaced))
