@@ -58,7 +58,8 @@ class RowImage(Image):
             with PILImage.open(io.BytesIO(data)) as img:
                 img.verify()
         except Exception as exc:  # PIL raises several types for corrupt data
-            raise UserError(f"{where}: {self.path or 'inline image'} is not a readable image ({exc})") from None
+            reason = str(exc).split(" <_io.")[0].splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{where}: {self.path or 'inline image'} is not a readable image ({reason})") from None
         return data
 
 
