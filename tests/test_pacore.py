@@ -434,19 +434,17 @@ def test_pacore_on_mmmu_over_http_keeps_the_image_in_the_synthesis_turn(tmp_path
 
 # ---- the tiny hf model, with images ------------------------------------------------------------------
 
-def build_answering_tiny_vlm(out: Path) -> Path:
+def build_answering_tiny_vlm(random_vlm: Path, out: Path) -> Path:
     """The tiny random Qwen2.5-VL, edited so that it stops on its own: every step it emits `A`
     (3 parts) or `<|im_end|>` (1 part), whatever the input. Random weights rarely stop within a few
     tokens, and a reply cut off by the limit is dropped, so no synthesis would get references."""
     import math
 
     import torch
-    from tiny_vlm import build_tiny_qwen_vl
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    built = build_tiny_qwen_vl(out / "random")
-    model = AutoModelForImageTextToText.from_pretrained(built)
-    processor = AutoProcessor.from_pretrained(built)
+    model = AutoModelForImageTextToText.from_pretrained(random_vlm)
+    processor = AutoProcessor.from_pretrained(random_vlm)
     letter, stop = processor.tokenizer.convert_tokens_to_ids(["A", "<|im_end|>"])
     with torch.no_grad():
         lm = model.model.language_model
@@ -458,9 +456,9 @@ def build_answering_tiny_vlm(out: Path) -> Path:
         model.lm_head.weight.zero_()  # logits read dim 0 only: input-independent
         model.lm_head.weight[stop, 0] = 3.0
         model.lm_head.weight[letter, 0] = 3.0 + math.log(3) / 8
-    model.save_pretrained(out / "answering")
-    processor.save_pretrained(out / "answering")
-    return out / "answering"
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
 
 
 class BatchSpy:
@@ -479,10 +477,8 @@ class BatchSpy:
 
 
 @pytest.fixture(scope="module")
-def answering_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    return build_answering_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+def answering_vlm(tiny_qwen_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_answering_tiny_vlm(tiny_qwen_vl, tmp_path_factory.mktemp("answering_vlm"))
 
 
 @pytest.mark.hf
