@@ -23,6 +23,7 @@ from evals import metrics, store
 from evals.judge import make_judge
 from evals.modes import first_round_answers, wrap_mode
 from evals.progress import RunProgress
+from evals.thumbnails import save_inline_thumbnails
 from evals.types import (
     Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
     messages_digest, response_from_dict, scored_from_dict,
@@ -118,16 +119,26 @@ def first_round_agreement(task: Task, samples: dict[str, Sample], records: list[
     The task's own extraction runs over each compacted round-0 answer in the trace (a synthetic
     Response scored like a final one). Per request the share of agreeing answers; the metric is
     their mean. Requests whose final answer extracted to nothing are left out. None for SeRe.
+    Rules only: an LLM judge (`--judge`) is not asked about round-0 answers (it would cost K times
+    the judge calls of the run).
     """
-    shares = []
-    for r in records:
-        answers = first_round_answers(r["response"].get("trace") or [])
-        final = r["scored"].get("extracted")
-        if not answers or final is None:
-            continue
-        sample = samples[r["sample_id"]]
-        same = [task.score(sample, Response(key=r["key"], text=a, finish_reason="stop")).extracted == final for a in answers]
-        shares.append(sum(same) / len(same))
+    judge = getattr(task, "judge", None)
+    if judge is not None:
+        task.judge = None  # type: ignore[attr-defined]
+    try:
+        shares = []
+        for r in records:
+            answers = first_round_answers(r["response"].get("trace") or [])
+            final = r["scored"].get("extracted")
+            if not answers or final is None:
+                continue
+            sample = samples[r["sample_id"]]
+            same = [task.score(sample, Response(key=r["key"], text=a, finish_reason="stop")).extracted == final
+                    for a in answers]
+            shares.append(sum(same) / len(same))
+    finally:
+        if judge is not None:
+            task.judge = judge  # type: ignore[attr-defined]
     return metrics.mean_metric(shares, binary=False) if shares else None
 
 
@@ -230,11 +241,13 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
         by_key = {r.key: r for r in todo}
         writer = store.RecordWriter(run_dir / store.SAMPLES)
         progress = RunProgress(total=len(todo) + len(done), done=len(done), enabled=show_progress)
+        thumbnails: set[str] = set()
 
         def on_response(response: Response) -> None:
             req = by_key[response.key]
             scored = score_response(task, by_id[req.sample_id], response, req.repeat)
             writer.append(make_record(req, by_id[req.sample_id], response, scored))
+            save_inline_thumbnails(run_dir, req.messages, thumbnails)
             progress.advance(response)
             if response.error is not None:
                 log(run_dir, f"error {response.key}: {response.error}")

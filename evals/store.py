@@ -137,7 +137,7 @@ def load_result(run_dir: Path) -> RunResult:
         raise UserError(f"{run_dir} holds no {RESULTS}: not a run directory")
     try:
         return result_from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: unreadable results ({type(exc).__name__}: {exc})") from None
 
 

@@ -19,12 +19,12 @@ from typing import Any
 from markupsafe import Markup
 from PIL import Image, UnidentifiedImageError
 
+from evals.thumbnails import THUMB_DIR, THUMB_SIDE, thumbnail_jpeg
 from reports.runs import LoadedRun
 
-THUMB_SIDE = 160
 MAX_CATEGORY_VALUES = 300
 MAX_OTHER_VALUES = 30
-INLINE_THUMB_DIR = "images"  # runs/<id>/images/<sha1 hex>.jpg, if the runner saved one
+INLINE_THUMB_DIR = THUMB_DIR  # runs/<id>/images/<sha1 hex>.jpg, saved by the runner
 
 
 def script_json(obj: Any) -> Markup:
@@ -143,19 +143,7 @@ def run_view(run: LoadedRun, limit: int, images: dict[str, str | None], image_di
 
 def thumbnail_b64(source: Path | bytes, side: int = THUMB_SIDE) -> str:
     """A small JPEG of an image, as base64 text. Raises OSError/ValueError when unreadable."""
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-        im.draft("RGB", (side * 2, side * 2))  # JPEG: decode at a reduced scale, much faster
-        im.thumbnail((side, side))
-        small: Image.Image = im
-        if small.mode in ("RGBA", "LA", "P"):
-            rgba = small.convert("RGBA")
-            small = Image.new("RGB", rgba.size, "white")
-            small.paste(rgba, mask=rgba.getchannel("A"))
-        elif small.mode != "RGB":
-            small = small.convert("RGB")
-        out = io.BytesIO()
-        small.save(out, "JPEG", quality=70)
-    return base64.b64encode(out.getvalue()).decode()
+    return base64.b64encode(thumbnail_jpeg(source, side)).decode()
 
 
 def inline_thumbnail_path(digest: str, run_dir: Path) -> Path | None:
