@@ -97,8 +97,18 @@ def load_hub_rows(hub_id: str, configs: list[str | None], split: str) -> list[Ro
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load {hub_id} ({config or 'default'}, {split}) from the hub: {first}; "
                             "pass --data PATH for local files") from None
-        rows.extend((f"{hub_id}/{config}:{i + 1}", dict(r)) for i, r in enumerate(ds))
+        rows.extend((f"{hub_id}/{config}:{i + 1}", dict(r)) for i, r in enumerate(undecoded_images(ds)))
     return rows
+
+
+def undecoded_images(ds: Any) -> Any:
+    """Keep image columns as `{bytes, path}`: decoding every figure at load costs time and memory."""
+    import datasets
+
+    for name, feature in ds.features.items():
+        if isinstance(feature, datasets.Image):
+            ds = ds.cast_column(name, datasets.Image(decode=False))
+    return ds
 
 
 def require_fields(row: dict[str, Any], names: list[str], source: str) -> None:
