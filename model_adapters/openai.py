@@ -1,10 +1,16 @@
 """OpenAI-compatible chat completions over HTTP (vLLM, SGLang, hosted APIs).
 
-Built on httpx's asyncio client rather than the `openai` SDK: one pooled client with keep-alive
-connections sized to the concurrency, and retry logic we control (the SDK retries on its own
-schedule, and its import alone costs more than our whole start-up budget).
+Built on aiohttp's asyncio client rather than the `openai` SDK or httpx: one session whose
+keep-alive connections are sized to the concurrency, and retry logic we control (the SDK retries
+on its own schedule, and its import alone costs more than our whole start-up budget). httpx's
+connection pool rescans every connection for every request, which at 64 in flight costs ~10 ms of
+CPU per request; aiohttp's costs ~0.3 ms (docs/performance.md has the figures).
 
-- Bounded concurrency (default 64: long reasoning calls need many in flight, not 1).
+- A fixed pool of `concurrency` workers (default 64: long reasoning calls need many in flight)
+  pulls requests one by one, so memory stays flat however many requests a run has, and a
+  request's JSON body is built only when a worker takes it.
+- Adaptive concurrency: a 429 halves the number of requests in flight (at most once a second);
+  each run of successes as long as the current limit raises it by one, back up to `concurrency`.
 - Retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped connections
   and malformed bodies; `Retry-After` (seconds or an HTTP date) is honoured.
 - Several base URLs share the load (least in flight first): a fleet serving one model.
@@ -22,10 +28,14 @@ import json
 import os
 import random
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
+import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from evals.extract import split_output
 from evals.types import Image, Message, Request, Response, RunSpec, Text, Usage, UserError
@@ -35,6 +45,8 @@ RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524}
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 60.0
 RETRY_AFTER_CAP = 300.0
+THROTTLE_COOLDOWN = 1.0  # seconds: a burst of 429s from one overload halves the limit once
+IMAGE_CACHE_ENTRIES = 256  # data URLs kept for resending (PaCoRe sends one image many times)
 
 
 class RetryableError(Exception):
@@ -58,6 +70,15 @@ def is_local(url: str) -> bool:
     return addr.is_loopback or addr.is_private or addr.is_link_local
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy that HTTPS_PROXY / HTTP_PROXY / NO_PROXY name for `url`, if any."""
+    try:
+        proxy, _auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None
+    return str(proxy)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -78,7 +99,7 @@ def backoff_delay(attempt: int, retry_after: float | None, base: float = BACKOFF
     return random.uniform(0, min(BACKOFF_CAP, base * 2**attempt))
 
 
-def to_openai_message(message: Message, image_cache: dict[str, str]) -> dict[str, Any]:
+def to_openai_message(message: Message, image_cache: OrderedDict[str, str]) -> dict[str, Any]:
     if all(isinstance(p, Text) for p in message.content):
         return {"role": message.role, "content": message.text()}
     parts: list[dict[str, Any]] = []
@@ -90,11 +111,17 @@ def to_openai_message(message: Message, image_cache: dict[str, str]) -> dict[str
     return {"role": message.role, "content": parts}
 
 
-def data_url(image: Image, cache: dict[str, str]) -> str:
+def data_url(image: Image, cache: OrderedDict[str, str]) -> str:
+    """The image as a data URL; a bounded cache (most recent first) keeps memory flat on big runs."""
     key = image.digest()
-    if key not in cache:  # PaCoRe sends one image many times: encode it once
-        cache[key] = f"data:{image.mime};base64,{image.as_b64()}"
-    return cache[key]
+    url = cache.get(key)
+    if url is None:
+        url = cache[key] = f"data:{image.mime};base64,{image.as_b64()}"
+        if len(cache) > IMAGE_CACHE_ENTRIES:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return url
 
 
 def parse_completion(body: bytes, key: str) -> Response:
@@ -119,6 +146,45 @@ def parse_completion(body: bytes, key: str) -> Response:
     )
 
 
+class AdaptiveLimit:
+    """How many requests may be in flight: halved on a 429, raised by one per `limit` successes.
+
+    One per `generate` call (asyncio primitives belong to one event loop); the adapter carries the
+    learned limit over to the next call, so a PaCoRe round starts where the last one ended."""
+
+    def __init__(self, maximum: int, start: int | None = None):
+        self.maximum = maximum
+        self.limit = min(maximum, start or maximum)
+        self.in_use = 0
+        self.successes = 0
+        self.last_cut = float("-inf")
+        self.throttles = 0
+        self.changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.in_use < self.limit)
+            self.in_use += 1
+
+    async def release(self) -> None:
+        async with self.changed:
+            self.in_use -= 1
+            self.changed.notify(max(1, self.limit - self.in_use))
+
+    def throttled(self) -> None:
+        now = time.monotonic()
+        if now - self.last_cut >= THROTTLE_COOLDOWN:
+            self.limit = max(1, self.limit // 2)
+            self.last_cut, self.successes = now, 0
+            self.throttles += 1
+
+    def succeeded(self) -> None:
+        if self.limit < self.maximum:
+            self.successes += 1
+            if self.successes >= self.limit:
+                self.limit, self.successes = self.limit + 1, 0
+
+
 class OpenAIAdapter:
     def __init__(self, name: str, spec: RunSpec):
         if not name:
@@ -135,24 +201,41 @@ class OpenAIAdapter:
             raise UserError(f"no API key for {self.base_urls[0]}: set {spec.api_key_env} "
                             "(or name another variable with --api-key-env)")
         self.in_flight = {u: 0 for u in self.base_urls}
-        self.image_cache: dict[str, str] = {}
+        self.proxies = {u: env_proxy(u) for u in self.base_urls}
+        self.image_cache: OrderedDict[str, str] = OrderedDict()
         self.calls = 0
-        self.check_servers()
+        self.learned_limit = self.concurrency
+        self.throttles = 0
+        asyncio.run(self.check_servers())
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
 
-    def check_servers(self) -> None:
+    def session(self, timeout: float) -> aiohttp.ClientSession:
+        """Keep-alive connections, one per worker.
+
+        Proxies come from the environment, looked up once per base URL (`env_proxy`): aiohttp's
+        own `trust_env` looks them up, and reads ~/.netrc, in a thread for every request."""
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0)
+        return aiohttp.ClientSession(connector=connector, headers=self.headers(),
+                                     timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(30.0, timeout)))
+
+    async def check_servers(self) -> None:
         """Fail fast, with one line, on a server that cannot be reached or rejects the key."""
-        for url in self.base_urls:
-            try:
-                r = httpx.get(f"{url}/models", headers=self.headers(), timeout=10.0)
-            except httpx.HTTPError as exc:
-                raise UserError(f"cannot reach {url}: {type(exc).__name__}") from None
-            if r.status_code in (401, 403):
-                raise UserError(f"{url} refused the API key (HTTP {r.status_code})")
+        async with self.session(10.0) as session:
+            for url in self.base_urls:
+                try:
+                    async with session.get(f"{url}/models", proxy=self.proxies[url]) as r:
+                        status = r.status
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+                    raise UserError(f"cannot reach {url}: {type(exc).__name__}") from None
+                if status in (401, 403):
+                    raise UserError(f"{url} refused the API key (HTTP {status})")
 
-    def body(self, req: Request) -> dict[str, Any]:
+    def body(self, req: Request) -> bytes:
         p = req.params
         token_field = str(self.options.get("max_tokens_field", "max_tokens"))
         body: dict[str, Any] = {
@@ -166,37 +249,46 @@ class OpenAIAdapter:
             body["seed"] = p.seed
         if p.top_k and p.top_k > 0:
             body["top_k"] = p.top_k  # a vLLM/SGLang extension; hosted APIs reject it
-        return body
+        return json.dumps(body, ensure_ascii=False).encode()
 
     def pick_url(self) -> str:
         return min(self.base_urls, key=lambda u: self.in_flight[u])
 
-    async def post_once(self, client: httpx.AsyncClient, req: Request, body: dict[str, Any]) -> Response:
+    async def post_once(self, session: aiohttp.ClientSession, limit: AdaptiveLimit, req: Request,
+                        body: bytes) -> Response:
         url = self.pick_url()
         self.in_flight[url] += 1
         self.calls += 1
         try:
-            r = await client.post(f"{url}/chat/completions", json=body, headers=self.headers())
-        except httpx.TimeoutException:
+            async with session.post(f"{url}/chat/completions", data=body, proxy=self.proxies[url]) as r:
+                status, content = r.status, await r.read()
+                retry_after = r.headers.get("Retry-After")
+        except asyncio.TimeoutError:
             raise RetryableError(f"timed out after {self.timeout:g} s") from None
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise RetryableError(f"connection failed: {type(exc).__name__}") from None
         finally:
             self.in_flight[url] -= 1
-        if r.status_code in RETRY_STATUSES:
-            raise RetryableError(f"HTTP {r.status_code}", parse_retry_after(r.headers.get("retry-after")))
-        if r.status_code >= 400:
-            raise FatalServerError(f"HTTP {r.status_code}: {r.text[:300]}")
-        return parse_completion(r.content, req.key)
+        if status == 429:
+            limit.throttled()
+        if status in RETRY_STATUSES:
+            raise RetryableError(f"HTTP {status}", parse_retry_after(retry_after))
+        if status >= 400:
+            raise FatalServerError(f"HTTP {status}: {content[:300].decode('utf-8', 'replace')}")
+        return parse_completion(content, req.key)
 
-    async def send(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, req: Request) -> Response:
-        body = self.body(req)
+    async def send(self, session: aiohttp.ClientSession, limit: AdaptiveLimit, req: Request) -> Response:
         start = time.perf_counter()
+        body = self.body(req)
         last = ""
         for attempt in range(self.max_retries + 1):
             try:
-                async with sem:
-                    resp = await self.post_once(client, req, body)
+                await limit.acquire()
+                try:
+                    resp = await self.post_once(session, limit, req, body)
+                finally:
+                    await limit.release()
+                limit.succeeded()
                 resp.latency = time.perf_counter() - start
                 resp.meta["attempts"] = attempt + 1
                 return resp
@@ -210,22 +302,30 @@ class OpenAIAdapter:
         return Response(key=req.key, error=f"{last} (after {attempt + 1} attempts)",
                         latency=time.perf_counter() - start)
 
+    async def worker(self, session: aiohttp.ClientSession, limit: AdaptiveLimit, todo: Iterator[Request],
+                     done: Callable[[Response], None]) -> None:
+        for req in todo:  # the workers share one iterator: each takes the next request
+            done(await self.send(session, limit, req))
+
     async def run_all(self, requests: list[Request], on_response: Any) -> list[Response]:
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        timeout = httpx.Timeout(self.timeout, connect=min(30.0, self.timeout))
-        sem = asyncio.Semaphore(self.concurrency)
         results: dict[str, Response] = {}
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-            tasks = [asyncio.ensure_future(self.send(client, sem, r)) for r in requests]
+
+        def done(resp: Response) -> None:
+            results[resp.key] = resp
+            if on_response:
+                on_response(resp)
+
+        todo = iter(requests)
+        limit = AdaptiveLimit(self.concurrency, self.learned_limit)
+        async with self.session(self.timeout) as session:
+            workers = [asyncio.ensure_future(self.worker(session, limit, todo, done))
+                       for _ in range(min(self.concurrency, len(requests)))]
             try:
-                for fut in asyncio.as_completed(tasks):
-                    resp = await fut
-                    results[resp.key] = resp
-                    if on_response:
-                        on_response(resp)
+                await asyncio.gather(*workers)
             finally:
-                for t in tasks:
-                    t.cancel()
+                for w in workers:
+                    w.cancel()
+                self.learned_limit, self.throttles = limit.limit, self.throttles + limit.throttles
         return [results[r.key] for r in requests]
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
