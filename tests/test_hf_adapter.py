@@ -27,6 +27,19 @@ from model_adapters import hf  # noqa: E402
 from model_adapters.hf import HFAdapter  # noqa: E402
 
 
+def transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+step3_transformers = pytest.mark.skipif(
+    not transformers_version().startswith("4.57."),
+    reason=f"Step3-VL's remote code needs transformers 4.57.x (installed: {transformers_version()}); "
+           "the refusal on other versions is tested below",
+)
+
+
 def png(color: str, size: tuple[int, int] = (64, 48)) -> Image:
     from PIL import Image as PILImage
 
@@ -111,10 +124,14 @@ def test_max_tokens_is_respected_per_request_and_cut_reports_length(qwen: HFAdap
                 request("long#0", [Text("Go on")], max_tokens=11),
                 request("mid#0", [Text("Go")], max_tokens=6)]
     responses = qwen.generate(requests)
-    assert [r.usage.completion_tokens for r in responses] == [3, 11, 6]
-    assert all(r.finish_reason == "length" and r.truncated for r in responses)
-    # the chat template opens no <think> here, yet a cut reply has no answer: it is all reasoning
-    assert all(r.text == "" and r.reasoning for r in responses)
+    cut = [r for r in responses if r.finish_reason == "length"]
+    assert cut, "random weights almost never stop within 3 tokens"
+    for r, limit in zip(responses, [3, 11, 6]):
+        assert r.usage.completion_tokens <= limit
+        if r.finish_reason == "length":
+            assert r.usage.completion_tokens == limit and r.truncated
+            # the template opens no <think> here, yet a cut reply has no answer: it is all reasoning
+            assert r.text == "" and r.reasoning
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +203,7 @@ def test_unreadable_image_fails_that_request_only(qwen: HFAdapter, tmp_path: Pat
     assert capsys.readouterr().err.count("retrying it in smaller batches") == 1  # said once
 
 
+@step3_transformers
 def test_a_model_that_cannot_batch_still_answers_every_request(tiny_step3_like: Path) -> None:
     model = adapter(tiny_step3_like, trust_remote_code=True)
     model.batch_size = 4  # as if the adapter did not know this remote code cannot batch
@@ -234,6 +252,7 @@ def test_remote_code_model_without_the_flag_is_refused(tiny_step3_like: Path) ->
     assert "\n" not in str(err.value)
 
 
+@step3_transformers
 def test_step3_hub_layout_loads_cleanly_and_runs_one_request_at_a_time(tiny_step3_like: Path, capsys) -> None:
     model = adapter(tiny_step3_like, trust_remote_code=True, batch_size=8)
     assert capsys.readouterr().err.count("cannot batch: running one request at a time") == 1
@@ -249,6 +268,7 @@ def test_step3_hub_layout_loads_cleanly_and_runs_one_request_at_a_time(tiny_step
     assert all(r.reasoning and r.text == "" for r in responses)
 
 
+@step3_transformers
 def test_step3_checkpoint_resaved_by_transformers_loads_cleanly(tmp_path: Path) -> None:
     from tiny_vlm import build_tiny_step3_like
 
@@ -262,6 +282,7 @@ def with_mapping(monkeypatch: pytest.MonkeyPatch, mapping: dict[str, str] | None
     monkeypatch.setitem(hf.REMOTE_CODE_PROFILES, "step_robotics", dataclasses.replace(profile, key_mapping=mapping))
 
 
+@step3_transformers
 def test_step3_without_key_mapping_stops_instead_of_running_random_weights(
         tiny_step3_like: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with_mapping(monkeypatch, None)
@@ -269,6 +290,7 @@ def test_step3_without_key_mapping_stops_instead_of_running_random_weights(
         adapter(tiny_step3_like, trust_remote_code=True)
 
 
+@step3_transformers
 def test_model_card_mapping_on_a_resaved_checkpoint_stops_on_the_projector(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tiny_vlm import build_tiny_step3_like
@@ -284,6 +306,7 @@ def test_model_card_mapping_on_a_resaved_checkpoint_stops_on_the_projector(
         adapter(resaved, trust_remote_code=True)
 
 
+@step3_transformers
 def test_checkpoint_missing_a_tensor_stops_the_run(tiny_step3_like: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file, save_file
 
@@ -305,6 +328,14 @@ def test_step3_runs_only_on_transformers_4_57(version: str, ok: bool) -> None:
     else:
         with pytest.raises(UserError, match=r"transformers 4\.57\.x only .*pip install 'transformers==4\.57\.6'"):
             hf.check_transformers_version(version, profile)
+
+
+def test_step3_on_the_installed_transformers_loads_or_names_the_pin(tiny_step3_like: Path) -> None:
+    if transformers_version().startswith("4.57."):
+        assert adapter(tiny_step3_like, trust_remote_code=True).batch_size == 1
+    else:
+        with pytest.raises(UserError, match=r"^Step3-VL's remote code runs on transformers 4\.57\.x only"):
+            adapter(tiny_step3_like, trust_remote_code=True)
 
 
 # ---- through the CLI ------------------------------------------------------------------------
