@@ -24,7 +24,9 @@ fi
 
 start=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "$VLLM_SPEC"
+# (this machine's pip config lists mirror folders that may be absent: drop those warnings only)
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "$VLLM_SPEC" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 # torchaudio / torchcodec come along but fail to load beside the CPU torch; nothing here needs them.
 "$VENV/bin/pip" uninstall --quiet --yes torchaudio torchcodec >/dev/null 2>&1 || true
 

@@ -97,6 +97,7 @@ class HFAdapter:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        install_broadcast_padding_mask(self.transformers)
         self.model = self._load_model(location, raw_config, device_map)
         self.device = self.model.device
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
@@ -329,6 +330,54 @@ def move(value: Any, device: Any, dtype: Any, torch: Any) -> Any:
     if torch.is_floating_point(value):
         return value.to(device=device, dtype=dtype)
     return value.to(device=device)
+
+
+# ---- attention masks of padded batches (transformers 4.x) ---------------------------------------
+
+
+def install_broadcast_padding_mask(transformers: Any) -> None:
+    """Build padded-batch attention masks by broadcasting instead of torch.vmap (transformers 4.x).
+
+    transformers 4.57 evaluates the mask function with vmap at every decoding step; for a padded
+    batch on a small model that costs more than the forward pass itself (60% of a batch-8 step of
+    the tiny test model), which is what makes batching pay. Broadcasting the same mask function
+    gives the same mask (tests/test_hf_adapter.py compares them); a function that cannot be
+    broadcast, and every unpadded batch, goes through transformers' own code. transformers 5 does
+    not use vmap here, so nothing is installed there.
+    """
+    from packaging.version import Version
+
+    if Version(transformers.__version__).major >= 5:
+        return
+    from transformers import masking_utils
+
+    original = masking_utils.sdpa_mask
+    if getattr(original, "broadcasts", False):
+        return
+
+    def sdpa_mask(batch_size: int, cache_position: Any, kv_length: int, kv_offset: int = 0,
+                  mask_function: Callable = masking_utils.causal_mask_function, attention_mask: Any = None,
+                  **kwargs: Any) -> Any:
+        def fallback() -> Any:
+            return original(batch_size=batch_size, cache_position=cache_position, kv_length=kv_length,
+                            kv_offset=kv_offset, mask_function=mask_function, attention_mask=attention_mask, **kwargs)
+
+        if attention_mask is None or bool(attention_mask.all()):
+            return fallback()  # no padding: transformers may skip the mask altogether
+        padding = masking_utils.prepare_padding_mask(attention_mask, kv_length, kv_offset, _slice=False)
+        combined = masking_utils.and_masks(mask_function, masking_utils.padding_mask_function(padding))
+        device = cache_position.device
+        batch = masking_utils.torch.arange(batch_size, device=device).view(-1, 1, 1, 1)
+        head = masking_utils.torch.zeros(1, dtype=batch.dtype, device=device).view(1, -1, 1, 1)
+        kv = (masking_utils.torch.arange(kv_length, device=device) + kv_offset).view(1, 1, 1, -1)
+        try:
+            mask = combined(batch, head, cache_position.view(1, 1, -1, 1), kv)
+        except Exception:  # a mask function written for scalars only
+            return fallback()
+        return mask.expand(batch_size, 1, cache_position.shape[0], kv_length)
+
+    sdpa_mask.broadcasts = True  # type: ignore[attr-defined]
+    transformers.AttentionMaskInterface.register("sdpa", sdpa_mask)
 
 
 # ---- loading helpers ------------------------------------------------------------------------

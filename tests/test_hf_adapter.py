@@ -26,6 +26,11 @@ pytest.importorskip("transformers", reason="the hf extra is not installed (pip i
 from model_adapters import hf  # noqa: E402
 from model_adapters.hf import HFAdapter  # noqa: E402
 
+# Tiny matrices gain nothing from a second thread, and on a shared 2-core machine OpenMP threads
+# spin against the other processes (a step can take 20x longer).
+torch.set_num_threads(1)
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
 
 def transformers_version() -> str:
     import transformers
@@ -105,6 +110,35 @@ def test_batches_group_requests_of_similar_length() -> None:
     items = [hf.Prepared(i, request(f"k{i}#0", [Text("x")]), [], "p" * n) for i, n in enumerate([50, 3, 40, 4, 45, 5])]
     batches = hf.plan_batches(items, 3)
     assert [[len(it.prompt) for it in b] for b in batches] == [[3, 4, 5], [40, 45, 50]]
+
+
+def image_token_mask_function(token_type_ids):  # or-mask shaped like Gemma3's image blocks
+    def inner(batch_idx, head_idx, q_idx, kv_idx):
+        return (token_type_ids[batch_idx, q_idx] == 1) & (token_type_ids[batch_idx, kv_idx] == 1)
+
+    return inner
+
+
+@pytest.mark.skipif(not transformers_version().startswith("4."), reason="transformers 5 builds masks without vmap")
+@pytest.mark.parametrize("case", ["prefill", "decode", "sliding", "chunked", "image_or_mask"])
+def test_broadcast_padding_mask_equals_the_transformers_mask(case: str) -> None:
+    from transformers import masking_utils as mu
+
+    hf.install_broadcast_padding_mask(__import__("transformers"))
+    padding = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    types = torch.tensor([[0, 0, 1, 1, 0, 0, 0], [0, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 0]])
+    mask_function, cache_position, kv_length = {
+        "prefill": (mu.causal_mask_function, torch.arange(7), 7),
+        "decode": (mu.causal_mask_function, torch.tensor([6]), 7),
+        "sliding": (mu.sliding_window_causal_mask_function(3), torch.arange(7), 7),
+        "chunked": (mu.chunked_causal_mask_function(2, torch.tensor([2, 0, 1])), torch.arange(7), 7),
+        "image_or_mask": (mu.or_masks(mu.causal_mask_function, image_token_mask_function(types)), torch.arange(7), 7),
+    }[case]
+    args = dict(batch_size=3, cache_position=cache_position, kv_length=kv_length, mask_function=mask_function,
+                attention_mask=padding, allow_is_causal_skip=False)
+    ours = mu.ALL_MASK_ATTENTION_FUNCTIONS["sdpa"](**args)
+    assert getattr(mu.ALL_MASK_ATTENTION_FUNCTIONS["sdpa"], "broadcasts", False)
+    assert torch.equal(ours, mu.sdpa_mask_recent_torch(**args))
 
 
 def test_prompt_tokens_count_the_expanded_image_tokens(qwen: HFAdapter) -> None:
@@ -345,7 +379,7 @@ def test_cli_runs_mathvision_with_images_on_the_hf_adapter(tiny_qwen_vl: Path, m
                                                            tmp_path: Path) -> None:
     data = mathvision_images
     proc = cli("run", "mathvision", "--model", f"hf/{tiny_qwen_vl}", "--data", str(data), "--out",
-               str(tmp_path / "runs"), "--max-tokens", "6", "--batch-size", "2", timeout=300)
+               str(tmp_path / "runs"), "--max-tokens", "6", "--batch-size", "2", env=ONE_THREAD, timeout=300)
     assert proc.returncode == 0, proc.stderr
     [run_dir] = (tmp_path / "runs").iterdir()
     result = json.loads((run_dir / "results.json").read_text())
@@ -361,7 +395,7 @@ def test_cli_runs_mathvision_with_images_on_the_hf_adapter(tiny_qwen_vl: Path, m
 
 def test_cli_names_the_flag_for_a_remote_code_model(tiny_step3_like: Path, aime_data: Path, tmp_path: Path) -> None:
     proc = cli("run", "aime2025", "--model", f"hf/{tiny_step3_like}", "--data", str(aime_data), "--out",
-               str(tmp_path / "runs"), "--max-tokens", "4", timeout=300)
+               str(tmp_path / "runs"), "--max-tokens", "4", env=ONE_THREAD, timeout=300)
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert "pass --trust-remote-code" in line
