@@ -12,6 +12,13 @@ import threading
 _INTEGER = re.compile(r"^[+-]?\d+$")
 
 
+def _canonical_integer(text: str) -> str:
+    # Compared as text: int() refuses strings of more than 4,300 digits, and a model can write one.
+    sign = "-" if text.startswith("-") else ""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    return ("" if digits == "0" else sign) + digits
+
+
 def _wrap(answer: str) -> str:
     # math-verify extracts from LaTeX; a bare answer must be put in math mode to be found.
     return answer if "$" in answer or "\\boxed" in answer else f"${answer}$"
@@ -22,7 +29,7 @@ def math_equal(gold: str, answer: str) -> bool:
     if not answer:
         return False
     if _INTEGER.match(gold) and _INTEGER.match(answer):
-        return int(gold) == int(answer)  # what math-verify decides too, without parsing: 070 == 70
+        return _canonical_integer(gold) == _canonical_integer(answer)  # as math-verify decides: 070 == 70
     from math_verify import parse, verify
 
     in_main = threading.current_thread() is threading.main_thread()

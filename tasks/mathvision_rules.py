@@ -27,7 +27,9 @@ On the four released MATH-V prediction files this gives the official verdict on 
 
 from __future__ import annotations
 
+import ast
 import math
+import operator
 import re
 from fractions import Fraction
 from functools import lru_cache
@@ -61,6 +63,11 @@ ORIGINAL_PREPARSE_EDITS = (
 # A syntax error in the original grammar (the fork we parse with accepts them), or a symbol name.
 NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\boxed|\\mathrm\{")
 MAX_RESULT_DIGITS = 10_000  # beyond this Python's exact integer arithmetic would run for ever
+# sympy evaluates integer powers and factorials while parsing, before `too_costly` can look:
+# a tower of powers, a huge exponent or a huge factorial is refused before it is parsed.
+UNPARSEABLY_LARGE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\d+\s*\^|\^\s*\{?\s*\d{5,}|\d{5,}\s*!")
+ARITHMETIC_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Call, ast.Load, ast.Add,
+                    ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd, ast.Mod, ast.FloorDiv, ast.Tuple)
 
 
 # ---- extraction ------------------------------------------------------------------------------
@@ -326,13 +333,52 @@ def rounded_value(s: str) -> int | float | None:
 def parsed_value(s: str) -> int | float | None:
     """The slow path of `rounded_value`: parse, print, evaluate over `math`."""
     try:
+        if UNPARSEABLY_LARGE.search(s):
+            return None
         expr = parse_latex(s)
         printed = str(expr)
-        if not PRINTED_EXPRESSION.fullmatch(printed) or "__" in printed or too_costly(expr):
+        if not PRINTED_EXPRESSION.fullmatch(printed) or too_costly(expr):
             return None
-        return rounded(eval(printed, {"__builtins__": {}}, MATH_NAMES))  # sympy's printout, over math only
+        return rounded(evaluate_arithmetic(printed))
     except Exception:  # untrusted text: every failure is "no value", as in the official try/except
         return None
+
+
+def evaluate_arithmetic(printed: str) -> object:
+    """The value of sympy's printout as Python's eval over `math` would give it, without eval:
+    only numbers, + - * / ** % //, unary signs and calls of `math` functions by name are walked;
+    anything else (attributes, subscripts, other names) raises, which means "no value"."""
+    tree = ast.parse(printed, mode="eval")
+    for node in ast.walk(tree):
+        if not isinstance(node, ARITHMETIC_NODES):
+            raise ValueError(f"not arithmetic: {type(node).__name__}")
+        if isinstance(node, ast.Name) and node.id not in MATH_NAMES:
+            raise ValueError(f"unknown name {node.id}")
+        if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name) or node.keywords):
+            raise ValueError("only calls of math functions by name")
+    return _value(tree.body)
+
+
+def _value(node: ast.AST) -> object:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return MATH_NAMES[node.id]
+    if isinstance(node, ast.UnaryOp):
+        operand = _value(node.operand)
+        return -operand if isinstance(node.op, ast.USub) else +operand
+    if isinstance(node, ast.Call):
+        return MATH_NAMES[node.func.id](*[_value(a) for a in node.args])
+    if isinstance(node, ast.Tuple):
+        return tuple(_value(e) for e in node.elts)
+    left, right = _value(node.left), _value(node.right)
+    if isinstance(node.op, ast.Pow) and isinstance(right, int) and abs(right) > MAX_RESULT_DIGITS:
+        raise OverflowError("exponent too large")
+    return BINARY_OPERATIONS[type(node.op)](left, right)
+
+
+BINARY_OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+                     ast.Pow: operator.pow, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv}
 
 
 def rounded(value: object) -> int | float | None:
