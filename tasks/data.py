@@ -14,6 +14,7 @@ from typing import Any
 from evals.types import UserError
 
 Row = tuple[str, dict[str, Any]]
+MAX_LINE_BYTES = 64 * 1024 * 1024  # one data row; a larger one is a damaged file, refused without reading it
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
@@ -60,16 +61,27 @@ def _read_json(path: Path) -> Any:
 
 
 def _jsonl_rows(path: Path):
-    for n, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{n}: expected a JSON object")
-        yield f"{path}:{n}", row
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    with fh:
+        n = 0
+        while raw := fh.readline(MAX_LINE_BYTES + 1):
+            n += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise UserError(f"{path}:{n}: line longer than {MAX_LINE_BYTES // 2**20} MB")
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise UserError(f"{path}:{n}: not UTF-8 text") from None
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{n}: expected a JSON object")
+            yield f"{path}:{n}", row
 
 
 def _parquet_rows(path: Path) -> list[Row]:

@@ -14,7 +14,6 @@ the run has one. `accuracy` is CircularEval (a question counts only if every pas
 from __future__ import annotations
 
 import csv
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from evals import metrics
 from evals.choice import match_choice, question_block
 from evals.judge import reject_unknown_options
 from evals.types import GenParams, Image, Message, Response, Sample, Scored, Text, UserError
-from tasks.data import load_local_rows, load_rows, require_fields
+from tasks.data import MAX_LINE_BYTES, load_local_rows, load_rows, require_fields
 from tasks.images import b64_image, image_from_cell
 
 PROMPT_TEMPLATES = {
@@ -145,7 +144,7 @@ def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def read_tsv(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """Rows of an official TSV as (`file:line`, row); empty cells are empty strings."""
-    csv.field_size_limit(sys.maxsize)
+    csv.field_size_limit(MAX_LINE_BYTES)  # an image cell is well under 1 MB; a 1 GB cell is damage
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t")
@@ -154,6 +153,8 @@ def read_tsv(path: Path) -> list[tuple[str, dict[str, Any]]]:
         raise UserError(f"data path does not exist: {path}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"{path}: not a readable TSV ({exc})") from None
+    except MemoryError:
+        raise UserError(f"{path}: a line too large to read") from None
 
 
 def resolve_images(rows: list[tuple[str, dict[str, Any]]]) -> dict[str, Image]:

@@ -42,6 +42,15 @@ def bad_cases(data: Path, tmp: Path) -> dict[str, list[str]]:
     bad_toml.write_text("model = \n")
     wrong_type = tmp / "wrong_type.toml"
     wrong_type.write_text('model = "mock"\nsamples = "four"\n')
+    huge_line = tmp / "huge.jsonl"
+    with huge_line.open("wb") as fh:
+        fh.truncate(2**30)  # a 1 GB line (sparse: no disk used)
+    huge_tsv = tmp / "huge.tsv"
+    huge_tsv.write_text("index\tquestion\tA\tB\tanswer\tcategory\timage\n0\tq\t")
+    with huge_tsv.open("ab") as fh:
+        fh.truncate(2**28)
+    config_dir = tmp / "config_dir.toml"
+    config_dir.mkdir()
     base = ["run", "aime2025", "--data", str(data)]
     return {
         "unknown task": ["run", "nosuchtask", "--model", "mock"],
@@ -59,6 +68,10 @@ def bad_cases(data: Path, tmp: Path) -> dict[str, list[str]]:
         "config that is not TOML": [*base, "--config", str(bad_toml)],
         "config value of the wrong type": [*base, "--config", str(wrong_type)],
         "missing config file": [*base, "--config", str(tmp / "none.toml")],
+        "a 1 GB line in a data file": ["run", "aime2025", "--model", "mock", "--data", str(huge_line)],
+        "a 256 MB cell in a TSV": ["run", "mmbench_en", "--model", "mock", "--data", str(huge_tsv)],
+        "a directory where the config file should be": [*base, "--config", str(config_dir)],
+        "a directory where the data file should be (empty)": ["run", "aime2025", "--model", "mock", "--data", str(config_dir)],
         "no model": base,
         "no task": ["run", "--model", "mock"],
         "unknown flag": [*base, "--model", "mock", "--frobnicate"],
