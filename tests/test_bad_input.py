@@ -126,15 +126,25 @@ def test_a_corrupt_samples_file_is_reported_not_overwritten(tmp_path: Path, aime
     assert snapshot(existing_run) == before
 
 
-def test_api_key_never_reaches_a_file(tmp_path: Path, aime_data: Path):
+def test_api_key_never_reaches_a_file_run_report_or_baseline(tmp_path: Path, aime_data: Path):
     key = "sk-SECRET-7f3a9c1e-do-not-leak"
     with ChatServer(api_key=key) as server:
         proc = cli("run", "aime2025", "--model", "openai/m", "--base-url", server.url, "-k", "2",
                    "--data", str(aime_data), "--out", str(tmp_path / "runs"), env={"OPENAI_API_KEY": key})
         assert proc.returncode == 0, proc.stderr
         assert server.completions == 6  # the key was sent, and accepted
-    written = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
-    assert written
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {"OPENAI_API_KEY": key}
+    report = cli("report", str(run_dir), "--html", str(out / "r.html"), "--csv", str(out / "r.csv"),
+                 "--md", str(out / "r.md"), env=env)
+    assert report.returncode == 0, report.stderr
+    baseline = cli("gate", "--write-baseline", str(run_dir), str(out / "baseline.json"), env=env)
+    assert baseline.returncode == 0, baseline.stderr
+    written = [p for root in (tmp_path / "runs", out) for p in root.rglob("*") if p.is_file()]
+    assert len(written) >= 7
     for p in written:
         assert key.encode() not in p.read_bytes(), p
-    assert key not in proc.stdout + proc.stderr
+    for output in (proc, report, baseline):
+        assert key not in output.stdout + output.stderr
