@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -23,6 +23,7 @@ from evals import metrics, store
 from evals.judge import make_judge
 from evals.modes import first_round_answers, wrap_mode
 from evals.progress import RunProgress
+from evals.scoring import score_many, score_response
 from evals.thumbnails import save_inline_thumbnails
 from evals.types import (
     Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
@@ -38,25 +39,9 @@ def request_seed(seed: int, sample_id: str, repeat: int) -> int:
 
 
 def build_requests(samples: list[Sample], spec: RunSpec) -> list[Request]:
-    requests = []
-    for repeat in range(spec.repeats):
-        for s in samples:
-            params = asdict(spec.params)
-            params["seed"] = request_seed(spec.seed, s.id, repeat)
-            requests.append(Request(f"{s.id}#{repeat}", s.id, repeat, s.messages, type(spec.params)(**params)))
-    return requests
-
-
-def score_response(task: Task, sample: Sample, response: Response, repeat: int) -> Scored:
-    """Errors are counted, never scored as text; truncations are wrong and counted apart."""
-    if response.error is not None:
-        scored = Scored(response.key, sample.id, repeat, None, "error", False, error=True)
-    elif response.truncated:
-        scored = Scored(response.key, sample.id, repeat, None, "truncated", False, truncated=True)
-    else:
-        scored = task.score(sample, response)
-    scored.key, scored.sample_id, scored.repeat = response.key, sample.id, repeat
-    return scored
+    return [Request(f"{s.id}#{repeat}", s.id, repeat, s.messages,
+                    replace(spec.params, seed=request_seed(spec.seed, s.id, repeat)))
+            for repeat in range(spec.repeats) for s in samples]
 
 
 def prompt_record(messages: list) -> list[dict[str, Any]]:
@@ -71,18 +56,39 @@ def prompt_record(messages: list) -> list[dict[str, Any]]:
     ]
 
 
-def make_record(request: Request, sample: Sample, response: Response, scored: Scored) -> dict[str, Any]:
+def make_record(request: Request, sample: Sample, response: Response, scored: Scored,
+                prompt: tuple[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """One line of samples.jsonl; `prompt` is (digest, prompt record) when the caller has it already."""
+    digest, saved = prompt or (messages_digest(request.messages), prompt_record(request.messages))
     return {
         "key": request.key,
         "sample_id": request.sample_id,
         "repeat": request.repeat,
-        "prompt_digest": messages_digest(request.messages),
-        "prompt": prompt_record(request.messages),
+        "prompt_digest": digest,
+        "prompt": saved,
         "target": sample.target,
         "metadata": sample.metadata,
-        "response": asdict(response),
-        "scored": asdict(scored),
+        "response": plain(response),
+        "scored": plain(scored),
     }
+
+
+def release(response: Response) -> None:
+    """Drop a recorded response's long strings: the list that `generate` returns still holds the
+    object, and a run's answers (64K-token reasoning x thousands) must not pile up in memory."""
+    response.text = response.reasoning = ""
+    response.trace = []
+
+
+def plain(value: Any) -> Any:
+    """`dataclasses.asdict` without its deep copy of every leaf (a record is serialised at once)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def summarize(task: Task, samples: dict[str, Sample], records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -126,16 +132,17 @@ def first_round_agreement(task: Task, samples: dict[str, Sample], records: list[
     if judge is not None:
         task.judge = None  # type: ignore[attr-defined]
     try:
-        shares = []
+        finals, items = [], []
         for r in records:
             answers = first_round_answers(r["response"].get("trace") or [])
             final = r["scored"].get("extracted")
             if not answers or final is None:
                 continue
+            finals.append((final, len(answers)))
             sample = samples[r["sample_id"]]
-            same = [task.score(sample, Response(key=r["key"], text=a, finish_reason="stop")).extracted == final
-                    for a in answers]
-            shares.append(sum(same) / len(same))
+            items += [(sample, Response(key=r["key"], text=a, finish_reason="stop"), 0) for a in answers]
+        extracted = iter([s.extracted for s in score_many(task, items)])  # K answers per request: pooled
+        shares = [sum(next(extracted) == final for _ in range(n)) / n for final, n in finals]
     finally:
         if judge is not None:
             task.judge = judge  # type: ignore[attr-defined]
@@ -242,15 +249,20 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
         writer = store.RecordWriter(run_dir / store.SAMPLES)
         progress = RunProgress(total=len(todo) + len(done), done=len(done), enabled=show_progress)
         thumbnails: set[str] = set()
+        prompts: dict[str, tuple[str, list[dict[str, Any]]]] = {}  # per sample: repeats share a prompt
 
         def on_response(response: Response) -> None:
             req = by_key[response.key]
-            scored = score_response(task, by_id[req.sample_id], response, req.repeat)
-            writer.append(make_record(req, by_id[req.sample_id], response, scored))
-            save_inline_thumbnails(run_dir, req.messages, thumbnails)
+            sample = by_id[req.sample_id]
+            scored = score_response(task, sample, response, req.repeat)
+            if sample.id not in prompts:
+                prompts[sample.id] = (messages_digest(sample.messages), prompt_record(sample.messages))
+                save_inline_thumbnails(run_dir, sample.messages, thumbnails)
+            writer.append(make_record(req, sample, response, scored, prompts[sample.id]))
             progress.advance(response)
             if response.error is not None:
                 log(run_dir, f"error {response.key}: {response.error}")
+            release(response)
 
         try:
             with progress:
@@ -297,9 +309,9 @@ def rescore(run_dir: Path) -> RunResult:
     missing = [r["sample_id"] for r in records if r["sample_id"] not in by_id]
     if missing:
         raise UserError(f"{run_dir}: {len(missing)} saved samples are not in the data (e.g. {missing[0]!r})")
-    for r in records:
-        response = response_from_dict(r["response"])
-        r["scored"] = asdict(score_response(task, by_id[r["sample_id"]], response, r["repeat"]))
+    items = [(by_id[r["sample_id"]], response_from_dict(r["response"]), r["repeat"]) for r in records]
+    for r, scored in zip(records, score_many(task, items)):
+        r["scored"] = asdict(scored)
     if task.judge is not None:
         task.judge.close()
     store.write_jsonl_atomic(run_dir / store.SAMPLES, records)
