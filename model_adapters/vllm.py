@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import time
 from dataclasses import fields
 from typing import Any, Callable
@@ -91,6 +92,8 @@ class LocalEngine:
         return done
 
     def close(self) -> None:
+        if self.llm is not None:
+            shutdown(self.llm)
         self.llm = None
 
 
@@ -102,7 +105,9 @@ class WorkerEngine:
         self.inbox = ctx.Queue()
         self.outbox = ctx.Queue()
         devices = gpu_slice(rank, tp)
-        self.process = ctx.Process(target=worker_main, args=(args, name, devices, self.inbox, self.outbox), daemon=True)
+        # Not a daemon: vLLM starts engine processes of its own, which a daemon may not. A worker
+        # whose parent is gone stops by itself (worker_main).
+        self.process = ctx.Process(target=worker_main, args=(args, name, devices, os.getpid(), self.inbox, self.outbox))
         self.process.start()
 
     def wait_ready(self) -> None:
@@ -126,7 +131,7 @@ class WorkerEngine:
         while True:
             try:
                 return self.outbox.get(timeout=5)
-            except Exception:  # queue.Empty: check that the worker is still alive
+            except queue.Empty:
                 if not self.process.is_alive():
                     return "error", f"vLLM worker exited with code {self.process.exitcode}"
 
@@ -138,7 +143,7 @@ class WorkerEngine:
             self.process.kill()
 
 
-def worker_main(args: dict[str, Any], name: str, devices: str | None, inbox: Any, outbox: Any) -> None:
+def worker_main(args: dict[str, Any], name: str, devices: str | None, parent: int, inbox: Any, outbox: Any) -> None:
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
     try:
@@ -147,7 +152,7 @@ def worker_main(args: dict[str, Any], name: str, devices: str | None, inbox: Any
         outbox.put(("error", str(exc)))
         return
     outbox.put(("ready", None))
-    while (job := inbox.get()) is not None:
+    while (job := next_job(inbox, parent)) is not None:
         requests, base_seed = job
         try:
             outbox.put(("ok", run_requests(llm, requests, base_seed)))
@@ -155,6 +160,17 @@ def worker_main(args: dict[str, Any], name: str, devices: str | None, inbox: Any
             outbox.put(("user_error", str(exc)))
         except Exception as exc:
             outbox.put(("error", first_line(exc)))
+    shutdown(llm)  # a multiprocessing child skips atexit: without this its engine processes live on
+
+
+def next_job(inbox: Any, parent: int) -> Any:
+    """The next (requests, seed) job; None to stop, or when the parent process has gone."""
+    while True:
+        try:
+            return inbox.get(timeout=5)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return None
 
 
 def gpu_slice(rank: int, tp: int) -> str | None:
@@ -188,6 +204,13 @@ def build_llm(args: dict[str, Any], name: str) -> Any:
         if "trust_remote_code" in message:
             raise UserError(f"{name} runs its own Python code: pass --trust-remote-code to allow it") from None
         raise UserError(f"vLLM could not start {name}: {message}") from None
+
+
+def shutdown(llm: Any) -> None:
+    """Stop the engine processes vLLM started for this LLM."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
 
 
 def run_requests(llm: Any, requests: list[Request], base_seed: int) -> list[Response]:

@@ -80,6 +80,13 @@ def main():
     out["seen"] = seen
     out["empty"] = dump(adapter.generate([]))
     adapter.close()
+    # data parallel: two engine processes (on a CPU build they share the CPU), each given a share
+    parallel = VLLMAdapter(model_dir, RunSpec(task="t", model="vllm/x",
+                                              adapter_options={**options, "data_parallel_size": 2}))
+    seen_parallel = []
+    out["parallel"] = dump(parallel.generate(requests, on_response=lambda r: seen_parallel.append(r.key)))
+    out["seen_parallel"] = seen_parallel
+    parallel.close()
     print("SCENARIOS-JSON " + json.dumps(out))
 
 
@@ -152,6 +159,12 @@ def test_unreadable_image_fails_that_request_only(scenarios: dict) -> None:
     r = by_key(scenarios)
     assert "figure.png" in r["missing_image"]["error"]
     assert sum(x["error"] is not None for x in scenarios["main"]) == 1
+
+
+@pytest.mark.vllm_server
+def test_data_parallel_engines_answer_like_one_engine(scenarios: dict) -> None:
+    assert sorted(scenarios["seen_parallel"]) == sorted(r["key"] for r in scenarios["main"])
+    assert scenarios["parallel"] == scenarios["main"]  # greedy and seeded: the same tokens, the same order
 
 
 @pytest.mark.vllm_server
