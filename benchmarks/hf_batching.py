@@ -43,10 +43,11 @@ def requests(n: int, max_tokens: int) -> list[Request]:
     return out
 
 
-def measure(model: str, batch: int, reqs: list[Request]) -> tuple[float, int]:
+def measure(model: str, batch: int, reqs: list[Request], trust: bool) -> tuple[float, int]:
     from model_adapters.hf import HFAdapter
 
-    adapter = HFAdapter(model, RunSpec(task="bench", model=f"hf/{model}", adapter_options={"batch_size": batch}))
+    options = {"batch_size": batch, "trust_remote_code": trust}
+    adapter = HFAdapter(model, RunSpec(task="bench", model=f"hf/{model}", adapter_options=options))
     adapter.generate(reqs[:1])  # warm-up: first-call allocations and kernel selection
     started = time.perf_counter()
     responses = adapter.generate(reqs)
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--trust-remote-code", action="store_true", help="for a model that ships its own code")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: on a shared 2-core machine a second OpenMP thread "
                          "spins against other processes and the tiny model's steps take many times longer)")
@@ -78,7 +80,7 @@ def main() -> None:
         reqs = requests(args.requests, args.max_tokens)
         print(f"model {model if args.model else 'tiny Qwen2.5-VL (random weights)'}; {args.requests} image requests, "
               f"max_tokens {args.max_tokens}, greedy; torch {torch.__version__}, {torch.get_num_threads()} threads")
-        results = {b: measure(model, b, reqs) for b in args.batch}
+        results = {b: measure(model, b, reqs, args.trust_remote_code) for b in args.batch}
     base = results[args.batch[0]][0]
     print(f"{'batch':>5} {'samples/s':>10} {'speed-up':>9} {'tokens':>7}")
     for b, (rate, tokens) in results.items():
