@@ -399,3 +399,10 @@ def test_cli_names_the_flag_for_a_remote_code_model(tiny_step3_like: Path, aime_
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert "pass --trust-remote-code" in line
+
+
+def test_cli_model_dir_that_does_not_exist_is_one_line_exit_2(aime_data: Path, tmp_path: Path) -> None:
+    proc = cli("run", "aime2025", "--model", f"hf/{tmp_path / 'no-such-model'}", "--data", str(aime_data),
+               "--out", str(tmp_path / "runs"), env=ONE_THREAD)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"step3vl-eval: error: model directory {tmp_path / 'no-such-model'} does not exist"

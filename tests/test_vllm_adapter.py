@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, cli
 from evals.types import RunSpec, UserError
 
 VLLM_VENV_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -180,3 +180,12 @@ def test_missing_vllm_is_a_one_line_user_error() -> None:
     with pytest.raises(UserError, match=r"^the vllm adapter needs vllm: pip install 'step3vl-eval\[vllm\]'") as err:
         VLLMAdapter("some/model", RunSpec(task="t", model="vllm/some/model"))
     assert "\n" not in str(err.value)
+
+
+def test_cli_without_vllm_is_one_line_exit_2(aime_data: Path, tmp_path: Path) -> None:
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed in this interpreter")
+    proc = cli("run", "aime2025", "--model", "vllm/some/model", "--data", str(aime_data), "--out", str(tmp_path))
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("step3vl-eval: error: the vllm adapter needs vllm")
