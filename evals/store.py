@@ -45,28 +45,23 @@ def run_id_for(spec: RunSpec) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    data = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    write_text_atomic(path, [json.dumps(obj, indent=2, ensure_ascii=False, default=str)])
+
+
+def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def write_text_atomic(path: Path, chunks: Any) -> None:
+    """Temporary file in the same folder, fsync, rename: readers see the old file or the new one."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            for chunk in chunks:
+                fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/chat_server.py, tests/tiny_vlm.py
 
-from chat_server import ChatServer  # noqa: E402
+from chat_server import ChatServer, Reply  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -102,3 +102,21 @@ def mathvision_images(tmp_path: Path) -> Path:
     data = folder / "data" / "test.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return data
+
+
+def write_say_problems(path: Path, n: int) -> Path:
+    """AIME-schema problems "Say i." with answer i, for runs whose answers the server scripts."""
+    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"Say {i}.", "answer": str(i)}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def say_responder(body: dict) -> Reply:
+    """Right unless the seed is a multiple of 3: the answer depends only on the request."""
+    problem = int(body["messages"][0]["content"].split("Say ", 1)[1].split(".", 1)[0])
+    return Reply(f"\\boxed{{{problem if body['seed'] % 3 else problem + 1}}}")
+
+
+def aime_run_command(data: Path, out: Path, url: str, k: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "evals.cli", "run", "aime2025", "--model", "openai/test-model", "--base-url", url,
+            "-k", str(k), "--data", str(data), "--out", str(out), "--quiet", *extra]

@@ -14,25 +14,9 @@ from pathlib import Path
 
 import pytest
 from chat_server import FAULTS, ChatServer, Reply
-from conftest import REPO
+from conftest import REPO, aime_run_command as run_cmd, say_responder as responder, write_say_problems as write_problems
 
 pytestmark = pytest.mark.slow
-
-
-def write_problems(path: Path, n: int) -> Path:
-    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"Say {i}.", "answer": str(i)}) + "\n"
-                            for i in range(n)))
-    return path
-
-
-def responder(body: dict) -> Reply:
-    problem = int(body["messages"][0]["content"].split("Say ", 1)[1].split(".", 1)[0])
-    return Reply(f"\\boxed{{{problem if body['seed'] % 3 else problem + 1}}}")
-
-
-def run_cmd(data: Path, out: Path, url: str, k: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "evals.cli", "run", "aime2025", "--model", "openai/test-model", "--base-url", url,
-            "-k", str(k), "--data", str(data), "--out", str(out), "--quiet", *extra]
 
 
 def load(run_root: Path) -> tuple[dict, list[dict]]:

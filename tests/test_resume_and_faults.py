@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from chat_server import ChatServer, Reply
-from conftest import REPO
+from conftest import REPO, aime_run_command, say_responder as responder, write_say_problems
 
 from evals.runner import request_seed
 
@@ -21,20 +21,11 @@ N_PROBLEMS, K = 6, 10
 
 
 def write_problems(path: Path) -> Path:
-    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"Say {i}.", "answer": str(i)}) + "\n"
-                            for i in range(N_PROBLEMS)))
-    return path
-
-
-def responder(body: dict) -> Reply:
-    # Right on even seeds, wrong on odd ones: the answer depends only on the request.
-    problem = int(body["messages"][0]["content"].split("Say ", 1)[1].split(".", 1)[0])
-    return Reply(f"\\boxed{{{problem if body['seed'] % 2 == 0 else problem + 1}}}")
+    return write_say_problems(path, N_PROBLEMS)
 
 
 def run_args(data: Path, out: Path, url: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "evals.cli", "run", "aime2025", "--model", "openai/test-model",
-            "--base-url", url, "-k", str(K), "--data", str(data), "--out", str(out), "--quiet", *extra]
+    return aime_run_command(data, out, url, K, *extra)
 
 
 def lines_of(path: Path) -> int:
