@@ -167,7 +167,7 @@ def git_commit() -> str | None:
 
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in ("step3vl-eval", "httpx", "math-verify", "datasets", "transformers", "torch", "vllm"):
+    for name in ("step3vl-eval", "aiohttp", "math-verify", "datasets", "transformers", "torch", "vllm"):
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
