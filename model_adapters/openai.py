@@ -8,7 +8,8 @@ CPU per request; aiohttp's costs ~0.3 ms (docs/performance.md has the figures).
 
 - A fixed pool of `concurrency` workers (default 64: long reasoning calls need many in flight)
   pulls requests one by one, so memory stays flat however many requests a run has, and a
-  request's JSON body is built only when a worker takes it.
+  request's JSON body is built only when a worker takes it. A request waiting to be retried keeps
+  its worker, so a struggling server gets fewer calls while it recovers, not more.
 - Adaptive concurrency: a 429 halves the number of requests in flight (at most once a second);
   each run of successes as long as the current limit raises it by one, back up to `concurrency`.
 - Retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped connections
