@@ -69,7 +69,6 @@ class Prepared:
 
     index: int
     request: Request
-    conversation: list[dict[str, Any]]
     prompt: str
     images: list[Image] = field(default_factory=list)
 
@@ -100,6 +99,7 @@ class HFAdapter:
         install_broadcast_padding_mask(self.transformers)
         self.model = self._load_model(location, raw_config, device_map)
         self.device = self.model.device
+        self.input_dtype = self.model.dtype  # what pixel values are cast to (`--dtype auto` included)
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
         self.takes_images = hasattr(self.processor, "image_processor")
         self.split_noted = False
@@ -165,7 +165,7 @@ class HFAdapter:
             prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         except Exception as exc:  # a template error concerns this request's messages only
             raise UserError(f"chat template failed: {first_line(exc)}") from None
-        return Prepared(index, request, conversation, prompt, images)
+        return Prepared(index, request, prompt, images)
 
     def _run_batch(self, batch: list[Prepared]) -> list[Response]:
         started = time.perf_counter()
@@ -196,7 +196,7 @@ class HFAdapter:
         if images:
             call["images"] = images
         inputs = self.processor(**call)
-        inputs = {k: move(v, self.device, self.dtype, torch) for k, v in inputs.items()}
+        inputs = {k: move(v, self.device, self.input_dtype, torch) for k, v in inputs.items()}
         params = [item.request.params for item in batch]
         seeds = [request_seed(item.request, self.base_seed) for item in batch]
         config = self.transformers.GenerationConfig(

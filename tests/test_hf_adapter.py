@@ -107,7 +107,7 @@ def test_mixed_image_and_text_batches_answer_in_request_order_and_report_each(qw
 
 
 def test_batches_group_requests_of_similar_length() -> None:
-    items = [hf.Prepared(i, request(f"k{i}#0", [Text("x")]), [], "p" * n) for i, n in enumerate([50, 3, 40, 4, 45, 5])]
+    items = [hf.Prepared(i, request(f"k{i}#0", [Text("x")]), "p" * n) for i, n in enumerate([50, 3, 40, 4, 45, 5])]
     batches = hf.plan_batches(items, 3)
     assert [[len(it.prompt) for it in b] for b in batches] == [[3, 4, 5], [40, 45, 50]]
 
@@ -189,7 +189,7 @@ def test_stop_token_ends_generation_with_finish_stop(always_stops: Path) -> None
 def test_answer_is_split_from_thinking_at_the_last_think_end(qwen: HFAdapter) -> None:
     tok = qwen.tokenizer
     ids = tok.encode("first</think>more thought</think>The answer is 4", add_special_tokens=False)
-    item = hf.Prepared(0, request("x#0", [Text("q")], max_tokens=100), [], "prompt")
+    item = hf.Prepared(0, request("x#0", [Text("q")], max_tokens=100), "prompt")
     r = qwen._response(item, 7, ids + [tok.convert_tokens_to_ids("<|im_end|>")], 0.5)
     assert (r.reasoning, r.text, r.finish_reason) == ("first</think>more thought", "The answer is 4", "stop")
     assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (7, len(ids) + 1)
@@ -217,6 +217,16 @@ def test_top_k_one_and_tiny_top_p_sample_the_greedy_token(qwen: HFAdapter) -> No
         sampled("p#0", 7, top_p=1e-9),
     ])
     assert greedy.reasoning == top_k.reasoning == top_p.reasoning
+
+
+def test_text_only_model_answers_text_and_refuses_images_per_request(tmp_path: Path) -> None:
+    from tiny_vlm import build_tiny_text_lm
+
+    model = adapter(build_tiny_text_lm(tmp_path / "text_lm"), batch_size=4)
+    text, with_image = model.generate([request("t#0", [Text("Solve x + 1 = 2.")]),
+                                       request("i#0", [png("red"), Text("What is shown?")])])
+    assert text.error is None and text.usage.completion_tokens > 0
+    assert "takes no images" in with_image.error
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -263,6 +273,13 @@ def test_bad_model_location_is_a_one_line_user_error(name: str, options: dict, m
 def test_bad_options_are_user_errors(tiny_qwen_vl: Path, options: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         adapter(tiny_qwen_vl, **options)
+
+
+def test_dtype_auto_takes_the_checkpoint_dtype_and_runs_images(tiny_qwen_vl: Path) -> None:
+    model = adapter(tiny_qwen_vl, dtype="auto")
+    assert model.input_dtype == torch.float32  # the tiny checkpoint is saved in float32
+    [r] = model.generate([request("a#0", [png("red"), Text("q")], max_tokens=2)])
+    assert r.error is None and r.usage.completion_tokens == 2
 
 
 def test_missing_torch_is_a_one_line_user_error() -> None:

@@ -7,6 +7,8 @@ a byte-level BPE trained here (vocab 1024, the Qwen special tokens first), a Cha
 that puts image parts where they are, text hidden 64 with head_dim 32 (vLLM's CPU attention needs
 at least 32), 2 layers, a 2-layer vision tower. About 1 MB; builds offline in seconds.
 
+`build_tiny_text_lm(dir)` writes a text-only Qwen2 with the same tokenizer and template.
+
 `build_tiny_step3_like(dir)` writes a remote-code model shaped like Step3-VL for the loading guards:
 config `model_type` `step_robotics`, its own modeling file, weights saved with the hub's key layout
 (`model.*`, `vision_model.*`, `vit_large_projector.*`, `lm_head.*`), a generation prompt that opens
@@ -194,6 +196,22 @@ def _fix_saved_config(path: Path, architecture: str) -> None:
     config = json.loads(path.read_text())
     config["architectures"] = [architecture]
     path.write_text(json.dumps(config, indent=2))
+
+
+def build_tiny_text_lm(out_dir: str | Path, seed: int = 0) -> Path:
+    """A text-only Qwen2 causal LM with the same tokenizer: AutoProcessor gives back its tokenizer."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(out_dir)
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = chat_template()
+    ids = _token_ids(tokenizer)
+    config = Qwen2Config(**_text_dims(len(tokenizer)), eos_token_id=ids["eos"], pad_token_id=ids["pad"])
+    torch.manual_seed(seed)
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 # ---- a Step3-VL-shaped remote-code model ------------------------------------------------------
