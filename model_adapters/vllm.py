@@ -313,6 +313,8 @@ def engine_args(vllm: Any, location: str, spec: RunSpec) -> dict[str, Any]:
         "seed": spec.seed,
     }
     args.update({k: opts[k] for k in ENGINE_OPTIONS if opts.get(k) is not None})
+    if "dtype" in args:  # the hf adapter's short names work here too
+        args["dtype"] = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(args["dtype"], args["dtype"])
     known = {f.name for f in fields(vllm.EngineArgs)}
     for key, value in opts.items():
         if key in OWN_OPTIONS or key in ENGINE_OPTIONS:

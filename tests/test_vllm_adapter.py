@@ -25,7 +25,7 @@ CPU_ENGINE = {  # small enough for a 2-core CI machine that runs other tests too
     "max_model_len": 2048,
     "max_num_seqs": 4,
     "enforce_eager": True,
-    "dtype": "bfloat16",
+    "dtype": "bf16",  # the short name, as for the hf adapter
     "gpu_memory_utilization": 0.15,  # on the CPU backend: the share of RAM vLLM reserves
 }
 
@@ -59,6 +59,10 @@ def main():
         VLLMAdapter(step3_dir, RunSpec(task="t", model="vllm/x", adapter_options=options))
     except UserError as exc:
         out["remote_code_refused"] = str(exc)
+    try:
+        VLLMAdapter(model_dir, RunSpec(task="t", model="vllm/x", adapter_options={**options, "no_such_option": 1}))
+    except UserError as exc:
+        out["unknown_option"] = str(exc)
     adapter = VLLMAdapter(model_dir, RunSpec(task="t", model="vllm/x", adapter_options=options))
     seen = []
     story = [png("red"), Text("Tell a story.")]
@@ -170,6 +174,11 @@ def test_data_parallel_engines_answer_like_one_engine(scenarios: dict) -> None:
 @pytest.mark.vllm_server
 def test_remote_code_model_without_the_flag_is_refused_before_the_engine_starts(scenarios: dict) -> None:
     assert "pass --trust-remote-code" in scenarios["remote_code_refused"]
+
+
+@pytest.mark.vllm_server
+def test_unknown_engine_option_is_refused_before_the_engine_starts(scenarios: dict) -> None:
+    assert scenarios["unknown_option"] == "unknown vllm option 'no_such_option' (not a vLLM engine argument)"
 
 
 def test_missing_vllm_is_a_one_line_user_error() -> None:
