@@ -1,6 +1,7 @@
 """Scoring throughput of math-verify answers: one process against a pool (evals/scoring.py).
 
     python benchmarks/scoring_pool.py [--pairs 1000] [--workers 2]
+    python benchmarks/scoring_pool.py timeline --pairs 600     (when each chunk ran, in which worker)
 
 Each variant runs in a fresh interpreter that imports math-verify (sympy, ~1 s, paid once by any
 scoring command) before the clock starts; the pool's time includes starting its workers, as in
@@ -85,6 +86,40 @@ def parallel_ceiling(workers: int, n: int = 5_000_000) -> float:
         return workers * one / (time.perf_counter() - started)
 
 
+def timed_chunk(chunk: list[Any]) -> tuple[int, float, float, float]:
+    """Score one chunk in a worker: (pid, start, end, CPU seconds)."""
+    import os
+
+    from evals.scoring import score_chunk
+
+    started, cpu = time.time(), time.process_time()
+    score_chunk(chunk)
+    return os.getpid(), started, time.time(), time.process_time() - cpu
+
+
+def timeline(pairs: int, workers: int) -> None:
+    """When each chunk ran in which worker: overlapping chunks whose CPU time equals their wall time
+    mean the workers really ran side by side (this is how to tell a pool's limit from the machine's)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import math_verify  # noqa: F401
+
+    from evals import scoring
+    from evals.types import Response, Sample
+    from tasks import get_task
+
+    task = get_task("aime2025")
+    items = [(Sample(f"s{i}", [], gold), Response(f"s{i}#0", text=f"So \\boxed{{{answer}}}.", finish_reason="stop"),
+              0) for i, (gold, answer) in ((i, gold_and_answer(i)) for i in range(pairs))]
+    light = [(scoring.scoring_view(a), scoring.answer_view(b), c) for a, b, c in items]
+    size = -(-len(light) // (workers * scoring.CHUNKS_PER_WORKER))
+    started = time.time()
+    with ProcessPoolExecutor(workers, initializer=scoring.start_worker, initargs=(task,)) as pool:
+        for pid, begin, end, cpu in pool.map(timed_chunk, [light[i:i + size] for i in range(0, len(light), size)]):
+            print(f"worker {pid}: {begin - started:6.2f} -> {end - started:6.2f} s, CPU {cpu:.2f} s")
+    print(f"{pairs} answers in {time.time() - started:.2f} s on {workers} workers")
+
+
 def run_variant(pairs: int, workers: int) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, "one", "--pairs", str(pairs), "--workers", str(workers)],
                          capture_output=True, text=True, cwd=ROOT, check=True)
@@ -113,12 +148,14 @@ def scoring_figures(pairs: int, workers: int, rounds: int = 3) -> dict[str, Any]
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", choices=["one", "both"], default="both")
+    p.add_argument("what", nargs="?", choices=["one", "both", "timeline"], default="both")
     p.add_argument("--pairs", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
     if args.what == "one":
         print(json.dumps(measure(args.pairs, args.workers)))
+    elif args.what == "timeline":
+        timeline(args.pairs, args.workers)
     else:
         print(json.dumps(scoring_figures(args.pairs, args.workers), indent=2))
     return 0
