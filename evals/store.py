@@ -71,32 +71,30 @@ def write_text_atomic(path: Path, chunks: Any) -> None:
 
 
 def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """Read records; a torn last line (a crash mid-write) is dropped, and cut off the file if `repair`."""
+    """Read records line by line; a torn last line (a crash mid-write) is dropped, and cut off the
+    file if `repair`. A damaged line with records after it is an error: the run dir is damaged."""
     if not path.exists():
         return []
     if not path.is_file():
         raise UserError(f"{path} is not a file")
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
     records: list[dict[str, Any]] = []
     good_bytes = 0
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            good_bytes += len(line) + 1
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError):
-            if n == len(lines) or (n == len(lines) - 1 and not lines[-1]):
-                break  # torn last line
-            raise UserError(f"{path}:{n}: corrupt record (not a JSON object); the run dir is damaged") from None
-        records.append(rec)
-        good_bytes += len(line) + 1
-    if repair and good_bytes < len(raw):
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                    if not isinstance(rec, dict):
+                        raise ValueError("not an object")
+                except (ValueError, UnicodeDecodeError):
+                    if fh.read().strip():
+                        raise UserError(f"{path}:{n}: corrupt record (not a JSON object); the run dir is damaged") from None
+                    break  # torn last line
+                records.append(rec)
+            good_bytes += len(line)
+    if repair and good_bytes < path.stat().st_size:
         with open(path, "r+b") as fh:
-            fh.truncate(min(good_bytes, len(raw)))
+            fh.truncate(good_bytes)
     return records
 
 
