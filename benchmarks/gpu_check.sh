@@ -15,7 +15,7 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-export HF_HUB_OFFLINE=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 SUMMARY="$(mktemp)"
 START=$(date +%s)
 note() { echo "gpu_check: $*" | tee -a "$SUMMARY"; }

@@ -57,7 +57,8 @@ def vllm_server(tiny_qwen_vl: Path, tmp_path_factory: pytest.TempPathFactory) ->
         pytest.skip(f"no vLLM test venv at {VLLM_VENV_PYTHON.parent.parent}: run .ci/setup_vllm_venv.sh")
     port = free_port()
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
+           "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}  # no usage report leaves the machine
     env.pop("VLLM_CPU_OMP_THREADS_BIND", None)  # its default binding fails on a shared 2-core machine
     cmd = [str(VLLM_VENV_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_qwen_vl),
            "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
