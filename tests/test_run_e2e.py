@@ -127,3 +127,29 @@ def test_real_aime2025_data_runs_end_to_end(tmp_path: Path):
     _, res = results(tmp_path / "runs")
     assert res["provenance"]["n_samples"] == 30
     assert res["metrics"]["avg@1"]["value"] == pytest.approx(10 / 30)
+
+
+def test_several_base_urls_share_the_load(tmp_path: Path):
+    data = write_problems(tmp_path / "aime.jsonl")
+    with ChatServer(responder=seed_responder(SCRIPT), latency=0.05) as a, \
+            ChatServer(responder=seed_responder(SCRIPT), latency=0.05) as b:
+        proc = cli("run", "aime2025", "--model", "openai/test-model", "--base-url", a.url, "--base-url", b.url,
+                   "-k", "4", "--data", str(data), "--out", str(tmp_path / "runs"), "--concurrency", "4")
+        assert proc.returncode == 0, proc.stderr
+        assert a.completions + b.completions == 16
+        assert a.completions >= 4 and b.completions >= 4  # least-in-flight first: both get work
+    _, res = results(tmp_path / "runs")
+    assert res["metrics"]["avg@4"]["value"] == pytest.approx(EXPECTED["avg@4"])
+
+
+def test_config_file_sets_options_and_flags_override_it(tmp_path: Path):
+    data = write_problems(tmp_path / "aime.jsonl")
+    with ChatServer(responder=seed_responder(SCRIPT)) as server:
+        config = tmp_path / "eval.toml"
+        config.write_text(f'tasks = ["aime2025"]\nmodel = "openai/test-model"\nbase_url = ["{server.url}"]\n'
+                          f'samples = 4\nmax_tokens = 2000\ndata = "{data}"\nout = "{tmp_path / "runs"}"\n')
+        proc = cli("run", "--config", str(config), "--max-tokens", "3000")
+        assert proc.returncode == 0, proc.stderr
+        assert {b["max_tokens"] for b in server.received} == {3000} and len(server.received) == 16
+    _, res = results(tmp_path / "runs")
+    assert res["spec"]["repeats"] == 4 and res["spec"]["params"]["max_tokens"] == 3000
