@@ -120,8 +120,10 @@ def read_run(run_dir: Path) -> TaskRun:
         raise UserError(f"{run_dir}: results.json has no '{HEADLINE}' metric (unfinished run?)")
     try:
         outcomes, errors = outcomes_of(run_dir)
+        if isinstance(headline.get("outcomes"), dict):  # the task's own units (MMBench: one per question)
+            outcomes = {str(k): float(v) for k, v in headline["outcomes"].items()}
         if not outcomes or abs(sum(outcomes.values()) / len(outcomes) - headline["value"]) > 1e-6:
-            outcomes = None  # the per-sample scores do not make this metric (e.g. MMBench CircularEval)
+            outcomes = None  # the per-sample scores do not make this metric
         return TaskRun(result.spec.task, float(headline["value"]), int(headline["n"]), result.spec.repeats,
                        str(headline.get("method", "")), [float(x) for x in headline.get("ci", [0.0, 0.0])],
                        protocol_of(result), result.provenance.get("dataset_fingerprint"), outcomes, errors,

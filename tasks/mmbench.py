@@ -114,7 +114,8 @@ class MMBench:
         hits, incomplete = circular_hits(samples, scored)
         first = [s for s in scored if samples[s.sample_id].metadata["circular_pass"] == 0]
         circular = circular_metric(list(hits.values()))
-        circular.update(incomplete_groups=incomplete, rules=dict(Counter(s.rule for s in scored)))
+        circular.update(incomplete_groups=incomplete, rules=dict(Counter(s.rule for s in scored)),
+                        outcomes=dict(sorted(hits.items())))  # per question: lets the gate pair two runs
         if self.judge is not None:
             circular["judge"] = self.judge.counts()
         heads = first_passes(samples)

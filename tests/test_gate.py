@@ -289,3 +289,24 @@ def test_mde_is_floored_at_one_flipped_response():
     z = 1.6448536269514722 + 0.8416212335729143
     assert gate.minimum_detectable_effect(0.0, 1000, 1, 0.05) == pytest.approx(z / 1000)
     assert math.isclose(gate.minimum_detectable_effect(0.01, 1000, 1, 0.05), z * 0.01)
+
+
+def test_mmbench_runs_are_paired_by_question(tmp_path):
+    """CircularEval counts questions, not rows: the task saves one outcome per question, and the gate
+    pairs two MMBench runs on those (McNemar), as it pairs per-sample outcomes elsewhere."""
+    from test_mmbench import ANSWERS, build_rows, write_tsv
+
+    tsv = write_tsv(tmp_path / "MMBench_DEV_EN_V11.tsv", build_rows())
+    worse = {**ANSWERS, "1": "Final answer: B"}  # question 1 now fails its first pass
+    runs = []
+    for name, answers in (("base", ANSWERS), ("worse", worse)):
+        replay = tmp_path / f"{name}.jsonl"
+        replay.write_text("".join(json.dumps({"id": i, "response": t}) + "\n" for i, t in answers.items()))
+        spec = RunSpec(task="mmbench_en", model=f"replay:{replay}", data=str(tsv), out=str(tmp_path / name))
+        runs.append(runner.run(spec, show_progress=False)[0])
+    saved = json.loads((runs[0] / "results.json").read_text())["metrics"]["accuracy"]["outcomes"]
+    assert saved == {"1": 1.0, "2": 0.0, "3": 0.0, "4": 1.0, "5": 0.0}
+    code, report, _ = gate_json("--baseline", str(runs[0]), "--current", str(runs[1]))
+    row = only_task(report)
+    assert row["test"].startswith("McNemar") and row["n"] == 5
+    assert row["verdict"] == "inconclusive" and code == 0  # one question of five: 20 points, not significant
