@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from evals.types import GenParams, RunResult, RunSpec, UserError
+from evals.types import RunResult, RunSpec, UserError
 
 RUN_EXAMPLE = """examples:
   step3vl-eval run aime2025 --model openai/step3-vl --base-url http://127.0.0.1:8000/v1 --samples 4

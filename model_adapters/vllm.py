@@ -23,7 +23,7 @@ from dataclasses import fields
 from typing import Any, Callable
 
 from evals.extract import split_output
-from evals.types import Image, Request, Response, RunSpec, Text, Usage, UserError
+from evals.types import Request, Response, RunSpec, Text, Usage, UserError
 from model_adapters.hf import (
     CHATML_STOPS,
     decode_image,

@@ -10,7 +10,6 @@ marker saying how much was cut: the full text stays in samples.jsonl.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 from pathlib import Path

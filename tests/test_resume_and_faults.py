@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from chat_server import ChatServer, Reply
+from chat_server import ChatServer
 from conftest import REPO, aime_run_command, say_responder as responder, write_say_problems
 
 from evals.runner import request_seed

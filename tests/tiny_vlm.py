@@ -313,7 +313,6 @@ HUB_LAYOUT = {
 
 def build_tiny_step3_like(out_dir: str | Path, layout: str = "hub", seed: int = 0) -> Path:
     """A remote-code model with Step3-VL's module layout; `layout` is "hub" or "resaved"."""
-    import torch
     from safetensors.torch import save_file
 
     out = Path(out_dir)
