@@ -238,11 +238,14 @@ class PaCoRe:
         self.sent = 0  # sub-calls handed to the wrapped adapter (cache hits excluded)
         self.round_seconds: list[float] = []  # wall time of each round of the last generate()
         self.run_dir: Path | None = None
+        self.on_call: Callable[[Response], None] | None = None
 
     # -- the sub-call cache (calls.jsonl) --
 
-    def attach(self, run_dir: Path) -> None:
+    def attach(self, run_dir: Path, on_call: Callable[[Response], None] | None = None) -> None:
+        """Resume from the run dir's saved round replies; `on_call` hears of each new model call."""
         self.run_dir = run_dir
+        self.on_call = on_call
         for rec in store.read_jsonl(run_dir / store.CALLS, repair=True):
             if rec.get("response", {}).get("error") is None:
                 self.cache[rec["cache_key"]] = response_from_dict(rec["response"])
@@ -273,6 +276,8 @@ class PaCoRe:
             call = pending[reply.key]
             answered.add(reply.key)
             self.remember(call, reply)
+            if self.on_call is not None:
+                self.on_call(reply)
             on_reply(call, reply, False)
 
         self.sent += len(pending)

@@ -1,4 +1,8 @@
-"""The progress bar: done/total, rate, ETA, tokens and errors (rich, on stderr)."""
+"""The progress bar: done/total, rate, ETA, tokens and errors (rich, on stderr).
+
+A mode that makes several model calls per request (PaCoRe) reports each call through `note_call`,
+so a long first round shows its calls and tokens moving before any final answer is done.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +18,26 @@ class RunProgress:
     def __init__(self, total: int, done: int, enabled: bool = True):
         self.tokens = 0
         self.errors = 0
+        self.calls = 0
         self.enabled = enabled
         self.bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(), TextColumn("{task.fields[tokens]} tok"), TextColumn("{task.fields[errors]} err"),
+            TimeRemainingColumn(), TextColumn("{task.fields[calls]}"), TextColumn("{task.fields[tokens]} tok"),
+            TextColumn("{task.fields[errors]} err"),
             console=Console(stderr=True), disable=not enabled, transient=False,
         )
-        self.task_id = self.bar.add_task("eval", total=total, completed=done, rate="", tokens=0, errors=0)
+        self.task_id = self.bar.add_task("eval", total=total, completed=done, rate="", calls="", tokens=0, errors=0)
+
+    def note_call(self, response: Response) -> None:
+        """One model call of a multi-call mode (its tokens counted here, not again in `advance`)."""
+        self.calls += 1
+        self.tokens += response.usage.completion_tokens
+        self.bar.update(self.task_id, calls=f"{self.calls} calls", tokens=self.tokens)
 
     def advance(self, response: Response) -> None:
-        self.tokens += response.usage.completion_tokens
+        if not self.calls:
+            self.tokens += response.usage.completion_tokens
         self.errors += response.error is not None
         task = self.bar.tasks[0]
         rate = f"{task.speed:.1f} req/s" if task.speed else ""

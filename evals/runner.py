@@ -243,11 +243,11 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
         done = {r["key"] for r in kept}
         todo = [r for r in build_requests(samples, spec) if r.key not in done]
         log(run_dir, f"start: {len(todo)} requests to send, {len(done)} already done")
-        if hasattr(adapter, "attach"):
-            adapter.attach(run_dir)
         by_key = {r.key: r for r in todo}
         writer = store.RecordWriter(run_dir / store.SAMPLES)
         progress = RunProgress(total=len(todo) + len(done), done=len(done), enabled=show_progress)
+        if hasattr(adapter, "attach"):  # a mode with its own saved state (PaCoRe's round replies)
+            adapter.attach(run_dir, on_call=progress.note_call)
         thumbnails: set[str] = set()
         prompts: dict[str, tuple[str, list[dict[str, Any]]]] = {}  # per sample: repeats share a prompt
 
