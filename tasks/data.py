@@ -101,6 +101,7 @@ def load_hub_rows(hub_id: str, configs: list[str | None], split: str) -> list[Ro
         import datasets
     except ImportError:
         raise UserError("loading from the hub needs `datasets` (pip install datasets), or pass --data") from None
+    quiet_hub_logging()
     rows: list[Row] = []
     for config in configs:
         try:
@@ -111,6 +112,21 @@ def load_hub_rows(hub_id: str, configs: list[str | None], split: str) -> list[Ro
                             "pass --data PATH for local files") from None
         rows.extend((f"{hub_id}/{config}:{i + 1}", dict(r)) for i, r in enumerate(undecoded_images(ds)))
     return rows
+
+
+def quiet_hub_logging() -> None:
+    """The hub client logs each retry as a warning: the one line of our error says it all."""
+    import logging
+
+    for name in ("huggingface_hub", "datasets", "fsspec", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+    except (ImportError, AttributeError):
+        pass
 
 
 def undecoded_images(ds: Any) -> Any:
