@@ -272,6 +272,9 @@ def print_summary(run_dir: Path, result: RunResult) -> None:
     console.print(f"requests {c.get('requests', 0)} · errors {c.get('errors', 0)} · truncated "
                   f"{c.get('truncated', 0)} · unparsed {c.get('unparsed', 0)} · fallback {c.get('fallback', 0)}"
                   f" · status {result.status}")
+    if c.get("scoring_errors"):
+        console.print(f"[red]{c['scoring_errors']} answers could not be scored (a scorer bug: see run.log); "
+                      f"`step3vl-eval score {run_dir}` re-scores them once it is fixed[/red]")
     console.print(f"results: {run_dir / 'results.json'}")
 
 

@@ -107,6 +107,7 @@ def summarize(task: Task, samples: dict[str, Sample], records: list[dict[str, An
         "unparsed": rules.get("none", 0),
         "fallback": sum(s.rule == "fallback" or s.extra.get("official", {}).get("rule") == "fallback" for s in scored),
         "judge": rules.get("judge", 0),
+        "scoring_errors": rules.get("scoring_error", 0),
         "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
         "completion_tokens": sum(u.get("completion_tokens", 0) for u in usage),
     }
@@ -262,6 +263,8 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
             progress.advance(response)
             if response.error is not None:
                 log(run_dir, f"error {response.key}: {response.error}")
+            if scored.rule == "scoring_error":
+                log(run_dir, f"scoring error {response.key}: {scored.extra['scoring_error']}")
             release(response)
 
         try:

@@ -32,7 +32,11 @@ def score_response(task: Task, sample: Sample, response: Response, repeat: int) 
     elif response.truncated:
         scored = Scored(response.key, sample.id, repeat, None, "truncated", False, truncated=True)
     else:
-        scored = task.score(sample, response)
+        try:
+            scored = task.score(sample, response)
+        except Exception as exc:  # a scorer bug must not lose the run: the answer is saved, re-score later
+            scored = Scored(response.key, sample.id, repeat, None, "scoring_error", False,
+                            extra={"scoring_error": f"{type(exc).__name__}: {exc}"[:500]})
     scored.key, scored.sample_id, scored.repeat = response.key, sample.id, repeat
     return scored
 

@@ -153,3 +153,28 @@ def test_config_file_sets_options_and_flags_override_it(tmp_path: Path):
         assert {b["max_tokens"] for b in server.received} == {3000} and len(server.received) == 16
     _, res = results(tmp_path / "runs")
     assert res["spec"]["repeats"] == 4 and res["spec"]["params"]["max_tokens"] == 3000
+
+
+def test_a_scorer_that_crashes_keeps_the_answer_and_counts_it(tmp_path: Path, monkeypatch):
+    from evals import runner
+    from evals.types import RunSpec
+    from tasks.aime2025 import AIME2025
+
+    data = write_problems(tmp_path / "aime.jsonl")
+
+    def broken(self, sample, response):
+        if sample.id == "p2":
+            raise RecursionError("a scorer bug")
+        return original(self, sample, response)
+
+    original = AIME2025.score
+    monkeypatch.setattr(AIME2025, "score", broken)
+    spec = RunSpec(task="aime2025", model="mock", data=str(data), out=str(tmp_path / "runs"),
+                   adapter_options={"mock_text": "\\boxed{2}"})
+    run_dir, result = runner.run(spec, show_progress=False)
+    assert result.counts["scoring_errors"] == 1 and result.counts["requests"] == 4
+    records = {json.loads(x)["sample_id"]: json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()}
+    assert records["p2"]["response"]["text"] == "\\boxed{2}"  # the answer is kept for a later re-score
+    assert "RecursionError" in records["p2"]["scored"]["extra"]["scoring_error"]
+    monkeypatch.setattr(AIME2025, "score", original)  # the bug fixed: `score` re-scores it
+    assert runner.rescore(run_dir).counts["scoring_errors"] == 0
