@@ -421,3 +421,31 @@ def test_real_mathvision_replay_shows_subjects_levels_and_every_image(tmp_path):
     assert "<summary>level <span class=\"count\">(5)</span>" in html
     _, thumbs = explorer_views([run_dir])
     assert len(thumbs) == 304 and all(t["src"] for t in thumbs.values())
+
+
+def test_mmbench_en_cn_mean_column_is_derived_for_runs_and_published_rows(tmp_path):
+    """The report's headline MMBench number is the mean of EN and CN: shown, never saved."""
+    from test_mmbench import ANSWERS, build_rows, write_tsv
+
+    from reports.leaderboard import board_rows, columns_for, load_published, published_rows
+    from reports.runs import group_rows, load_runs
+
+    script = tmp_path / "answers.json"  # one scripted model for both tasks: one leaderboard row
+    script.write_text(json.dumps(ANSWERS))
+    cn_rows = build_rows()
+    cn_rows[0]["answer"] = "B"  # question 1's first pass is now answered wrong
+    dirs = []
+    for task, rows in (("mmbench_en", build_rows()), ("mmbench_cn", cn_rows)):
+        tsv = write_tsv(tmp_path / f"{task}.tsv", rows)
+        spec = RunSpec(task=task, model="mock", data=str(tsv), out=str(tmp_path / "runs"),
+                       adapter_options={"mock_script": str(script)})
+        dirs.append(str(runner.run(spec, show_progress=False)[0]))
+    runs = load_runs(dirs)
+    published = load_published()
+    columns = columns_for(runs, published)
+    at = [c.task for c in columns].index("mmbench_mean")
+    assert [c.task for c in columns][at - 2:at] == ["mmbench_en", "mmbench_cn"]
+    (row,) = board_rows(group_rows(runs), columns, published)
+    assert row.cells[at].text == "30.00"  # (40 + 20) / 2
+    step3_sere = next(r for r in published_rows(columns, published) if r.label == "STEP3-VL-10B · SeRe")
+    assert step3_sere.cells[at].text == "91.80"  # (92.05 + 91.55) / 2
