@@ -18,7 +18,6 @@ judge adapter's option `<name>`.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
@@ -26,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from evals import store
 from evals.choice import Choice, infer_option_letter, infer_option_text, option_lines
 from evals.types import Adapter, GenParams, Message, Request, RunSpec, Text, UserError
 
@@ -65,6 +65,7 @@ class ChoiceJudge:
         self.model = model
         self.cache_path = cache_path
         self.cache = read_cache(cache_path)
+        self.writer = store.RecordWriter(cache_path)
         self.lock = threading.Lock()
         # Judge calls run on their own thread: `score` may be called from inside the main adapter's
         # event loop (the OpenAI adapter's on_response), where another asyncio.run would fail.
@@ -96,9 +97,7 @@ class ChoiceJudge:
             return None
         with self.lock:
             self.cache[digest] = response.text
-            with self.cache_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"hash": digest, "model": self.model, "prompt": prompt,
-                                    "output": response.text}, ensure_ascii=False) + "\n")
+            self.writer.append({"hash": digest, "model": self.model, "prompt": prompt, "output": response.text})
         return response.text
 
     def count(self, name: str) -> None:
@@ -110,21 +109,17 @@ class ChoiceJudge:
 
     def close(self) -> None:
         self.worker.shutdown()
+        self.writer.close()
         self.adapter.close()
 
 
 def read_cache(path: Path) -> dict[str, str]:
+    """The cached judge replies (a torn last line from a crash is dropped and repaired)."""
     cache: dict[str, str] = {}
-    if not path.exists():
-        return cache
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            cache[record["hash"]] = record["output"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(f"{path}:{n}: not a judge cache record") from None
+    for n, record in enumerate(store.read_jsonl(path, repair=True), 1):
+        if not isinstance(record.get("hash"), str) or not isinstance(record.get("output"), str):
+            raise UserError(f"{path}: record {n} is not a judge cache record")
+        cache[record["hash"]] = record["output"]
     return cache
 
 

@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+from evals import store
 from evals.types import UserError
 
 DEFAULT_TITLE = "step3vl-eval report"
@@ -21,10 +22,7 @@ DEFAULT_MAX_CHARS = 8000
 
 def write_output(path: str, text: str) -> Path:
     out = Path(path)
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+    store.write_text_atomic(out, [text])  # a reader never sees half a report
     return out
 
 
