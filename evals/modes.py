@@ -384,12 +384,10 @@ class PaCoRe:
         return [finals[r.key] for r in requests]
 
     def log_round(self, round_index: int, calls: int, sent: int) -> None:
-        """A line in run.log per round: the progress bar only moves when final answers arrive."""
+        """A line in run.log per round, with how many calls came from calls.jsonl."""
         if self.run_dir is None:
             return
-        from evals.runner import log  # the runner imports this module
-
-        log(self.run_dir, f"pacore round {round_index} (width {self.widths[round_index]}): {calls} calls, "
+        store.log(self.run_dir, f"pacore round {round_index} (width {self.widths[round_index]}): {calls} calls, "
                           f"{calls - sent} from calls.jsonl, {self.round_seconds[-1]:.1f} s")
 
     def final_response(self, p: Problem) -> Response:

@@ -14,7 +14,6 @@ import sys
 import time
 import zlib
 from dataclasses import asdict, fields, is_dataclass, replace
-from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -211,15 +210,6 @@ def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any]) -> list[
     return []
 
 
-def log(run_dir: Path, message: str) -> None:
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    try:
-        with open(run_dir / store.LOG, "a", encoding="utf-8") as fh:
-            fh.write(f"{stamp} {message}\n")
-    except OSError:
-        pass  # the log is best effort: a full disk is reported by the write that matters
-
-
 def write_result(run_dir: Path, result: RunResult) -> None:
     store.write_json_atomic(run_dir / store.RESULTS, asdict(result))
 
@@ -243,7 +233,7 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
         write_result(run_dir, result)
         done = {r["key"] for r in kept}
         todo = [r for r in build_requests(samples, spec) if r.key not in done]
-        log(run_dir, f"start: {len(todo)} requests to send, {len(done)} already done")
+        store.log(run_dir, f"start: {len(todo)} requests to send, {len(done)} already done")
         by_key = {r.key: r for r in todo}
         writer = store.RecordWriter(run_dir / store.SAMPLES)
         progress = RunProgress(total=len(todo) + len(done), done=len(done), enabled=show_progress)
@@ -262,9 +252,9 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
             writer.append(make_record(req, sample, response, scored, prompts[sample.id]))
             progress.advance(response)
             if response.error is not None:
-                log(run_dir, f"error {response.key}: {response.error}")
+                store.log(run_dir, f"error {response.key}: {response.error}")
             if scored.rule == "scoring_error":
-                log(run_dir, f"scoring error {response.key}: {scored.extra['scoring_error']}")
+                store.log(run_dir, f"scoring error {response.key}: {scored.extra['scoring_error']}")
             release(response)
 
         try:
@@ -276,7 +266,7 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
             if task.judge is not None:
                 task.judge.close()
     except UserError as exc:
-        log(run_dir, f"stopped: {exc}")
+        store.log(run_dir, f"stopped: {exc}")
         raise
     return run_dir, finish(run_dir, task, samples, spec, prov, started)
 
@@ -296,7 +286,7 @@ def finish(run_dir: Path, task: Task, samples: list[Sample], spec: RunSpec, prov
     result = RunResult(run_dir.name, "complete" if complete else "incomplete", spec, summary["metrics"],
                        summary["breakdowns"], summary["counts"], {**prov, **extra})
     write_result(run_dir, result)
-    log(run_dir, f"end: {result.status}, {summary['counts']['errors']} errors")
+    store.log(run_dir, f"end: {result.status}, {summary['counts']['errors']} errors")
     return result
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+from datetime import datetime, timezone
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,16 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
         with open(path, "r+b") as fh:
             fh.truncate(good_bytes)
     return records
+
+
+def log(run_dir: Path, message: str) -> None:
+    """A timestamped line in run.log: best effort (a full disk is reported by the write that matters)."""
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        with open(run_dir / LOG, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {message}\n")
+    except OSError:
+        pass
 
 
 class RecordWriter:
