@@ -104,7 +104,7 @@ def summarize(task: Task, samples: dict[str, Sample], records: list[dict[str, An
         "errors": sum(s.error for s in scored),
         "truncated": sum(s.truncated for s in scored),
         "unparsed": rules.get("none", 0),
-        "fallback": sum(s.rule == "fallback" or s.extra.get("official", {}).get("rule") == "fallback" for s in scored),
+        "fallback": sum(used_fallback(s) for s in scored),
         "judge": rules.get("judge", 0),
         "scoring_errors": rules.get("scoring_error", 0),
         "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
@@ -117,6 +117,12 @@ def summarize(task: Task, samples: dict[str, Sample], records: list[dict[str, An
     agg["counts"] = counts
     agg["rules"] = rules
     return agg
+
+
+def used_fallback(s: Scored) -> bool:
+    """The fallback rule answered, for the headline or for a second protocol kept in `extra`
+    (MMMU's official protocol: `extra["official"]["rule"]`)."""
+    return s.rule == "fallback" or any(isinstance(v, dict) and v.get("rule") == "fallback" for v in s.extra.values())
 
 
 def first_round_agreement(task: Task, samples: dict[str, Sample], records: list[dict[str, Any]]) -> dict[str, Any] | None:
