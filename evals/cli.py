@@ -88,6 +88,7 @@ and significant at --alpha, 2 usage or input error (bad flag, malformed baseline
 examples:
   step3vl-eval gate --write-baseline runs/ ci/baseline.json
   step3vl-eval gate --baseline ci/baseline.json --current runs/ --tolerance 1.0
+  step3vl-eval gate --plan --baseline ci/baseline.json --detect 3
 """
 
 REPORT_EPILOG = """examples:
@@ -119,6 +120,11 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--allow-protocol-change", action="store_true", help="compare despite a protocol change")
     g.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON report to FILE (no FILE: to stdout)")
     g.add_argument("--write-baseline", nargs=2, metavar=("RUN_DIR", "FILE"), help="save a run as a baseline JSON")
+    g.add_argument("--correction", choices=["holm", "none"], default="holm",
+                   help="family-wise control over the compared tasks (default holm; none: each task at --alpha)")
+    g.add_argument("--plan", action="store_true",
+                   help="power planning from --baseline: the questions or repeats that catch a --detect drop")
+    g.add_argument("--detect", type=float, default=3.0, help="with --plan: the drop to catch, in points (default 3)")
     r = sub.add_parser("report", help="HTML/CSV/Markdown leaderboard and sample explorer from run dirs",
                        epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs, or folders of run dirs (e.g. runs/)")
