@@ -91,6 +91,11 @@ examples:
   step3vl-eval gate --plan --baseline ci/baseline.json --detect 3
 """
 
+COMPARE_EPILOG = """examples:
+  step3vl-eval compare runs/aime2025-model-a-sere-1a2b3c4d5e runs/aime2025-model-b-sere-5e4d3c2b1a
+  step3vl-eval compare runs-main/ runs-pr/ --html changes.html --csv changes.csv
+"""
+
 REPORT_EPILOG = """examples:
   step3vl-eval report runs/ --html leaderboard.html --csv leaderboard.csv
   step3vl-eval report runs/mmmu-step3-vl-sere-1a2b3c4d5e runs/mmmu-step3-vl-pacore-5e4d3c2b1a --md summary.md
@@ -125,6 +130,15 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--plan", action="store_true",
                    help="power planning from --baseline: the questions or repeats that catch a --detect drop")
     g.add_argument("--detect", type=float, default=3.0, help="with --plan: the drop to catch, in points (default 3)")
+    c = sub.add_parser("compare", help="what changed between two runs: paired counts and the flipped questions",
+                       epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("run_a", metavar="RUN_A", help="run dir, or folder of run dirs (one per task)")
+    c.add_argument("run_b", metavar="RUN_B", help="run dir, or folder of run dirs (one per task)")
+    c.add_argument("--tasks", nargs="+", help="compare only these tasks (each must be on both sides)")
+    c.add_argument("--html", help="write the comparison as a standalone HTML page")
+    c.add_argument("--csv", help="write one row per paired question (its change: gained, lost, both right, ...)")
+    c.add_argument("--all", action="store_true", help="list every paired question in the terminal, not only changed ones")
+    c.add_argument("--title", help="HTML page title")
     r = sub.add_parser("report", help="HTML/CSV/Markdown leaderboard and sample explorer from run dirs",
                        epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs, or folders of run dirs (e.g. runs/)")
@@ -337,6 +351,12 @@ def command_gate(args: argparse.Namespace) -> int:
     return gate(args)
 
 
+def command_compare(args: argparse.Namespace) -> int:
+    from evals.compare import command_compare as compare
+
+    return compare(args)
+
+
 def command_report(args: argparse.Namespace) -> int:
     import reports
 
@@ -344,7 +364,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": command_run, "score": command_score, "list": command_list, "gate": command_gate,
-            "report": command_report}
+            "report": command_report, "compare": command_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
