@@ -80,10 +80,13 @@ def render_html(rows: list[Row], runs: list[LoadedRun], published: dict[str, Any
                 with_samples: bool, max_chars: int) -> str:
     columns = columns_for(runs, published)
     views, thumbs = explorer_data(runs, max_chars) if with_samples else ([], {})
+    board = board_rows(rows, columns, published)
     context = {
         "title": title,
         "columns": columns,
-        "board": board_rows(rows, columns, published) + published_rows(columns, published),
+        "board": board + published_rows(columns, published),
+        "no_delta": [(r.label, col.label, cell.delta_note) for r in board for col, cell in zip(columns, r.cells)
+                     if cell.delta_note],
         "published": published,
         "task_tables": task_tables(columns, runs),
         "charts": compute_charts(columns, runs),
