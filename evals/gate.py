@@ -13,8 +13,11 @@ Per task, the headline metric (`metrics["accuracy"]`) of a baseline and a curren
   per-sample scores do not reproduce, e.g. MMBench CircularEval): one-sided two-proportion z-test
   (pooled) with Newcombe's independent-samples interval for 0/1 metrics; otherwise a z-test with
   each side's standard error read off its 95% CI.
-- Verdict, with the drop in points: regression = drop > tolerance and p < alpha; inconclusive =
-  |change| > tolerance but p >= alpha; improvement = the mirror of regression; pass = otherwise.
+- Family-wise control: with several tasks in one call, their p-values (of a drop, and apart of a gain)
+  are Holm-adjusted (`--correction holm`, the default), so a call with no real change fails at most
+  alpha of the time; `--correction none` tests each task at alpha.
+- Verdict, with the drop in points: regression = drop > tolerance and adjusted p < alpha; inconclusive =
+  |change| > tolerance but not significant; improvement = the mirror of regression; pass = otherwise.
 - Minimum detectable effect: (z[1 - alpha] + z[0.80]) x the standard error of the difference (paired:
   sd of per-problem differences / sqrt(n)), floored at one flipped response (1 / (n k)).
 
@@ -407,7 +410,7 @@ CORRECTIONS = ("holm", "none")
 def holm_adjust(p: Any) -> np.ndarray:
     """Holm's step-down adjusted p-values along the last axis (one row per gate call, one column per task).
 
-    Sorted ascending, the i-th smallest of m p-values is multiplied by (m - i), made non-decreasing,
+    Sorted ascending, the i-th smallest of m p-values (i from 1) is multiplied by m - i + 1, made non-decreasing,
     capped at 1; rejecting where the adjusted p < alpha keeps the family-wise error rate at alpha
     for any dependence between the tasks' tests."""
     p = np.asarray(p, dtype=float)
