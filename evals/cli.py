@@ -120,7 +120,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--baseline", help="run dir, folder of run dirs, or baseline JSON (from --write-baseline)")
     g.add_argument("--current", help="run dir or folder of run dirs (e.g. the CI job's --out)")
     g.add_argument("--tolerance", type=float, default=1.0, help="points a drop must exceed to fail (default 1.0)")
-    g.add_argument("--alpha", type=float, default=0.05, help="one-sided significance level (default 0.05)")
+    g.add_argument("--alpha", type=float, default=0.05,
+                   help="one-sided significance level of the whole call (default 0.05; see --correction)")
     g.add_argument("--tasks", nargs="+", help="compare only these tasks (each must be in both)")
     g.add_argument("--allow-protocol-change", action="store_true", help="compare despite a protocol change")
     g.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON report to FILE (no FILE: to stdout)")

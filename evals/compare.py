@@ -186,12 +186,19 @@ def compare_task(run_a: tuple[Path, RunResult, list[dict[str, Any]]],
                           len(set(qb) - set(qa)), notes)
 
 
-def load(run_dir: Path) -> tuple[Path, RunResult, list[dict[str, Any]]]:
+def load_result(run_dir: Path) -> RunResult:
     try:
-        result = store.load_result(run_dir)
-        records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())
+        return store.load_result(run_dir)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{run_dir}: damaged run dir ({type(exc).__name__}: {exc})") from None
+
+
+def load(run_dir: Path) -> tuple[Path, RunResult, list[dict[str, Any]]]:
+    result = load_result(run_dir)
+    try:
+        records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{run_dir}: damaged samples ({type(exc).__name__}: {exc})") from None
     return run_dir, result, records
 
 
@@ -199,12 +206,12 @@ def runs_by_task(path_text: str) -> dict[str, Path]:
     """A run dir, or a folder of run dirs with one run per task."""
     path = Path(path_text)
     if (path / store.RESULTS).is_file():
-        return {store.load_result(path).spec.task: path}
+        return {load_result(path).spec.task: path}
     if not path.is_dir():
         raise UserError(f"{path} does not exist" if not path.exists() else f"{path} is not a run dir")
     found: dict[str, Path] = {}
     for run_dir in sorted(p.parent for p in path.glob(f"*/{store.RESULTS}")):
-        task = store.load_result(run_dir).spec.task
+        task = load_result(run_dir).spec.task
         if task in found:
             raise UserError(f"{path} holds two runs of {task} ({found[task]}, {run_dir}): name the run dirs")
         found[task] = run_dir

@@ -161,8 +161,9 @@ def question_rates(run: TaskRun) -> tuple[np.ndarray, str]:
     if run.outcomes and run.k > 1:
         return (np.array(sorted(run.outcomes.values()), dtype=float),
                 f"per-question rates over the baseline's {run.k} repeats")
+    why = "k = 1" if run.k == 1 else "no per-question outcomes in the baseline"
     return (np.full(run.n, run.value, dtype=float),
-            "k = 1: per-question consistency unknown, each question assumed right at the task's accuracy "
+            f"{why}: per-question consistency unknown, each question assumed right at the task's accuracy "
             "independently in each run (conservative; a baseline with repeats gives per-question rates)")
 
 
