@@ -135,6 +135,16 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_a_damaged_run_dir_is_one_line_and_exit_2(flipped, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(flipped["b"], damaged)
+    (damaged / "results.json").write_text('{"spec": 3}')
+    proc = cli("compare", str(flipped["a"]), str(damaged))
+    assert proc.returncode == 2 and "results.json" in proc.stderr and proc.stderr.count("\n") == 1
+
+
 def test_tasks_not_on_both_sides_are_refused(flipped):
     proc = cli("compare", str(flipped["a"]), str(flipped["b"]), "--tasks", "mmmu")
     assert proc.returncode == 2 and "task mmmu is not in both runs" in proc.stderr
