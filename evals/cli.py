@@ -88,6 +88,12 @@ and significant at --alpha, 2 usage or input error (bad flag, malformed baseline
 examples:
   step3vl-eval gate --write-baseline runs/ ci/baseline.json
   step3vl-eval gate --baseline ci/baseline.json --current runs/ --tolerance 1.0
+  step3vl-eval gate --plan --baseline ci/baseline.json --detect 3
+"""
+
+COMPARE_EPILOG = """examples:
+  step3vl-eval compare runs/aime2025-model-a-sere-1a2b3c4d5e runs/aime2025-model-b-sere-5e4d3c2b1a
+  step3vl-eval compare runs-main/ runs-pr/ --html changes.html --csv changes.csv
 """
 
 REPORT_EPILOG = """examples:
@@ -114,11 +120,26 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--baseline", help="run dir, folder of run dirs, or baseline JSON (from --write-baseline)")
     g.add_argument("--current", help="run dir or folder of run dirs (e.g. the CI job's --out)")
     g.add_argument("--tolerance", type=float, default=1.0, help="points a drop must exceed to fail (default 1.0)")
-    g.add_argument("--alpha", type=float, default=0.05, help="one-sided significance level (default 0.05)")
+    g.add_argument("--alpha", type=float, default=0.05,
+                   help="one-sided significance level of the whole call (default 0.05; see --correction)")
     g.add_argument("--tasks", nargs="+", help="compare only these tasks (each must be in both)")
     g.add_argument("--allow-protocol-change", action="store_true", help="compare despite a protocol change")
     g.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON report to FILE (no FILE: to stdout)")
     g.add_argument("--write-baseline", nargs=2, metavar=("RUN_DIR", "FILE"), help="save a run as a baseline JSON")
+    g.add_argument("--correction", choices=["holm", "none"], default="holm",
+                   help="family-wise control over the compared tasks (default holm; none: each task at --alpha)")
+    g.add_argument("--plan", action="store_true",
+                   help="power planning from --baseline: the questions or repeats that catch a --detect drop")
+    g.add_argument("--detect", type=float, default=3.0, help="with --plan: the drop to catch, in points (default 3)")
+    c = sub.add_parser("compare", help="what changed between two runs: paired counts and the flipped questions",
+                       epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("run_a", metavar="RUN_A", help="run dir, or folder of run dirs (one per task)")
+    c.add_argument("run_b", metavar="RUN_B", help="run dir, or folder of run dirs (one per task)")
+    c.add_argument("--tasks", nargs="+", help="compare only these tasks (each must be on both sides)")
+    c.add_argument("--html", help="write the comparison as a standalone HTML page")
+    c.add_argument("--csv", help="write one row per paired question (its change: gained, lost, both right, ...)")
+    c.add_argument("--all", action="store_true", help="list every paired question in the terminal, not only changed ones")
+    c.add_argument("--title", help="HTML page title")
     r = sub.add_parser("report", help="HTML/CSV/Markdown leaderboard and sample explorer from run dirs",
                        epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs, or folders of run dirs (e.g. runs/)")
@@ -331,6 +352,12 @@ def command_gate(args: argparse.Namespace) -> int:
     return gate(args)
 
 
+def command_compare(args: argparse.Namespace) -> int:
+    from evals.compare import command_compare as compare
+
+    return compare(args)
+
+
 def command_report(args: argparse.Namespace) -> int:
     import reports
 
@@ -338,7 +365,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": command_run, "score": command_score, "list": command_list, "gate": command_gate,
-            "report": command_report}
+            "report": command_report, "compare": command_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,11 @@ Per task, the headline metric (`metrics["accuracy"]`) of a baseline and a curren
   per-sample scores do not reproduce, e.g. MMBench CircularEval): one-sided two-proportion z-test
   (pooled) with Newcombe's independent-samples interval for 0/1 metrics; otherwise a z-test with
   each side's standard error read off its 95% CI.
-- Verdict, with the drop in points: regression = drop > tolerance and p < alpha; inconclusive =
-  |change| > tolerance but p >= alpha; improvement = the mirror of regression; pass = otherwise.
+- Family-wise control: with several tasks in one call, their p-values (of a drop, and apart of a gain)
+  are Holm-adjusted (`--correction holm`, the default), so a call with no real change fails at most
+  alpha of the time; `--correction none` tests each task at alpha.
+- Verdict, with the drop in points: regression = drop > tolerance and adjusted p < alpha; inconclusive =
+  |change| > tolerance but not significant; improvement = the mirror of regression; pass = otherwise.
 - Minimum detectable effect: (z[1 - alpha] + z[0.80]) x the standard error of the difference (paired:
   sd of per-problem differences / sqrt(n)), floored at one flipped response (1 / (n k)).
 
@@ -80,6 +83,10 @@ class Comparison:
     n: int
     verdict: str
     notes: list[str] = field(default_factory=list)
+    p_drop: float = 0.5  # raw one-sided p-values, both directions
+    p_gain: float = 0.5
+    p_adjusted: float = 0.5  # p after the family-wise correction, in the direction of the change
+    correction: str = "none"
 
 
 # ---- reading both sides ------------------------------------------------------------------------
@@ -349,7 +356,8 @@ def compare_task(base: TaskRun, cur: TaskRun, tolerance: float, alpha: float) ->
     p = est.p_drop if est.diff < 0 else est.p_gain
     return Comparison(cur.task, cur.k, values[0], values[1], est.diff, list(est.ci), est.name, p,
                       minimum_detectable_effect(est.se, n, cur.k, alpha), n,
-                      verdict(est.diff, est.p_drop, est.p_gain, tolerance, alpha), comparison_notes(base, cur, ids))
+                      verdict(est.diff, est.p_drop, est.p_gain, tolerance, alpha), comparison_notes(base, cur, ids),
+                      est.p_drop, est.p_gain, p)
 
 
 def comparison_notes(base: TaskRun, cur: TaskRun, ids: list[str]) -> list[str]:
@@ -394,6 +402,53 @@ def compare(baseline: dict[str, TaskRun], current: dict[str, TaskRun], tolerance
     return comparisons
 
 
+# ---- family-wise control -----------------------------------------------------------------------
+
+CORRECTIONS = ("holm", "none")
+
+
+def holm_adjust(p: Any) -> np.ndarray:
+    """Holm's step-down adjusted p-values along the last axis (one row per gate call, one column per task).
+
+    Sorted ascending, the i-th smallest of m p-values (i from 1) is multiplied by m - i + 1, made non-decreasing,
+    capped at 1; rejecting where the adjusted p < alpha keeps the family-wise error rate at alpha
+    for any dependence between the tasks' tests."""
+    p = np.asarray(p, dtype=float)
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1, kind="stable")
+    stepped = np.take_along_axis(p, order, axis=-1) * (m - np.arange(m))
+    adjusted_sorted = np.minimum(1.0, np.maximum.accumulate(stepped, axis=-1))
+    adjusted = np.empty_like(adjusted_sorted)
+    np.put_along_axis(adjusted, order, adjusted_sorted, axis=-1)
+    return adjusted
+
+
+def adjust(p: Any, correction: str) -> np.ndarray:
+    if correction == "none":
+        return np.asarray(p, dtype=float)
+    if correction == "holm":
+        return holm_adjust(p)
+    raise UserError(f"--correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
+
+
+def regressions(diff: Any, p_drop: Any, tolerance: float, alpha: float, correction: str) -> np.ndarray:
+    """Which tasks the gate fails, for many simulated gate calls at once (rows: calls, columns: tasks);
+    the same rule as `verdict` after `apply_correction`."""
+    return (np.round(100 * np.asarray(diff, dtype=float), 9) < -tolerance) & (adjust(p_drop, correction) < alpha)
+
+
+def apply_correction(comparisons: list[Comparison], correction: str, tolerance: float,
+                     alpha: float) -> list[Comparison]:
+    """Adjust the tasks' p-values as one family (drops and gains apart) and redo the verdicts."""
+    drops = adjust([c.p_drop for c in comparisons], correction)
+    gains = adjust([c.p_gain for c in comparisons], correction)
+    for c, p_drop, p_gain in zip(comparisons, drops, gains):
+        c.correction = correction
+        c.p_adjusted = float(p_drop if c.diff < 0 else p_gain)
+        c.verdict = verdict(c.diff, float(p_drop), float(p_gain), tolerance, alpha)
+    return comparisons
+
+
 def exit_code(comparisons: list[Comparison]) -> int:
     return 1 if any(c.verdict == "regression" for c in comparisons) else 0
 
@@ -408,19 +463,27 @@ def p_value(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
+def family_line(comparisons: list[Comparison], alpha: float) -> str:
+    correction = comparisons[0].correction if comparisons else "none"
+    if correction == "none" or len(comparisons) < 2:
+        return f"alpha {alpha:g} (one-sided) per task"
+    return f"alpha {alpha:g} (one-sided) family-wise over {len(comparisons)} tasks ({correction.title()}-adjusted p)"
+
+
 def markdown_report(comparisons: list[Comparison], tolerance: float, alpha: float) -> str:
     failed = sum(c.verdict == "regression" for c in comparisons)
     head = f"FAIL: {failed} significant regression{'s' if failed > 1 else ''}" if failed else "PASS"
+    adjusted_name = f"p ({comparisons[0].correction.title()})" if comparisons else "p"
     lines = [f"### step3vl-eval gate: {head}", "",
-             f"Tolerance {tolerance:g} points · alpha {alpha:g} (one-sided) · MDE at {POWER:.0%} power · "
+             f"Tolerance {tolerance:g} points · {family_line(comparisons, alpha)} · MDE at {POWER:.0%} power · "
              "scores in points (0-100)", "",
-             "| task | k | baseline | current | Δ | 95% CI of Δ | test | p | MDE | n | verdict |",
-             "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---|"]
+             f"| task | k | baseline | current | Δ | 95% CI of Δ | test | p | {adjusted_name} | MDE | n | verdict |",
+             "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
     for c in comparisons:
         shown = f"**{c.verdict}**" if c.verdict == "regression" else c.verdict
         lines.append(f"| {c.task} | {c.k} | {points(c.baseline)} | {points(c.current)} | {points(c.diff, True)} | "
                      f"[{points(c.ci[0], True)}, {points(c.ci[1], True)}] | {c.test} | {p_value(c.p)} | "
-                     f"{points(c.mde)} | {c.n} | {shown} |")
+                     f"{p_value(c.p_adjusted)} | {points(c.mde)} | {c.n} | {shown} |")
     notes = [f"- {c.task}: {note}" for c in comparisons for note in c.notes]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
@@ -428,6 +491,7 @@ def markdown_report(comparisons: list[Comparison], tolerance: float, alpha: floa
 def json_report(comparisons: list[Comparison], tolerance: float, alpha: float) -> dict[str, Any]:
     return {"result": "fail" if exit_code(comparisons) else "pass", "exit_code": exit_code(comparisons),
             "tolerance_points": tolerance, "alpha": alpha, "power": POWER,
+            "correction": comparisons[0].correction if comparisons else "none",
             "tasks": [asdict(c) for c in comparisons]}
 
 
@@ -450,12 +514,17 @@ def command_gate(args: Any) -> int:
         runs = write_baseline(run_dir, Path(out))
         print(f"wrote baseline {out}: {', '.join(f'{t} {points(r.value)} (n {r.n}, k {r.k})' for t, r in runs.items())}")
         return 0
-    if not (args.baseline and args.current):
-        raise UserError("gate needs --baseline and --current (or --write-baseline RUN_DIR FILE)")
     if args.tolerance < 0 or not 0 < args.alpha < 1:
         raise UserError("--tolerance must be >= 0 points and --alpha in (0, 1)")
+    if args.plan:
+        from evals.power import command_plan
+
+        return command_plan(args)
+    if not (args.baseline and args.current):
+        raise UserError("gate needs --baseline and --current (or --write-baseline RUN_DIR FILE, or --plan)")
     comparisons = compare(read_side(args.baseline), read_side(args.current), args.tolerance, args.alpha,
                           args.tasks, args.allow_protocol_change)
+    comparisons = apply_correction(comparisons, args.correction, args.tolerance, args.alpha)
     markdown = markdown_report(comparisons, args.tolerance, args.alpha)
     append_step_summary(markdown)
     report = json_report(comparisons, args.tolerance, args.alpha)

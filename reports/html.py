@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from evals.compare import CHANGES, TaskComparison, compare_task
 from reports.chart import Chart, PointIn, build_chart
 from reports.explorer import explorer_data, script_json
 from reports.leaderboard import (
@@ -30,6 +31,11 @@ from reports.leaderboard import (
 from reports.runs import LoadedRun, Row, short_model
 
 TEMPLATES = Path(__file__).with_name("templates")
+
+
+def rate(x: float) -> str:
+    """A question's outcome: right, wrong, or the share of its repeats that were right."""
+    return f"{x:.0%}" if x not in (0.0, 1.0) else ("right" if x == 1.0 else "wrong")
 
 
 def environment() -> Environment:
@@ -61,14 +67,26 @@ def compute_charts(columns: list[Column], runs: list[LoadedRun]) -> list[Chart]:
     return charts
 
 
+def run_pairs(runs: list[LoadedRun]) -> list[TaskComparison]:
+    """What changed, for each task that the report shows exactly two runs of (A, B in row order)."""
+    by_task: dict[str, list[LoadedRun]] = {}
+    for run in runs:
+        by_task.setdefault(run.task, []).append(run)
+    return [compare_task(*((r.path, r.result, r.load_records()) for r in pair))
+            for pair in by_task.values() if len(pair) == 2]
+
+
 def render_html(rows: list[Row], runs: list[LoadedRun], published: dict[str, Any], title: str,
                 with_samples: bool, max_chars: int) -> str:
     columns = columns_for(runs, published)
     views, thumbs = explorer_data(runs, max_chars) if with_samples else ([], {})
+    board = board_rows(rows, columns, published)
     context = {
         "title": title,
         "columns": columns,
-        "board": board_rows(rows, columns, published) + published_rows(columns, published),
+        "board": board + published_rows(columns, published),
+        "no_delta": [(r.label, col.label, cell.delta_note) for r in board for col, cell in zip(columns, r.cells)
+                     if cell.delta_note],
         "published": published,
         "task_tables": task_tables(columns, runs),
         "charts": compute_charts(columns, runs),
@@ -78,6 +96,9 @@ def render_html(rows: list[Row], runs: list[LoadedRun], published: dict[str, Any
         "images": script_json(thumbs),
         "with_samples": with_samples,
         "max_chars": max_chars,
+        "comparisons": run_pairs(runs),
+        "changes": CHANGES,
+        "rate": rate,
     }
     context["script"], context["script_hash"] = page_script()
     return environment().get_template("report.html.j2").render(**context)

@@ -37,6 +37,7 @@ class Cell:
     title: str = ""
     flags: list[str] = field(default_factory=list)
     delta: str = ""
+    delta_note: str = ""  # why no Δ is shown beside a published number
     anchor: str = ""  # id of the run in the report, for links
 
 
@@ -108,7 +109,57 @@ def columns_for(runs: list[LoadedRun], published: dict[str, Any]) -> list[Column
     return columns
 
 
-def run_cell(run: LoadedRun, reference: float | None) -> Cell:
+# The split a task loads when a run names none (tasks/*.py `load`); runs saved it as null.
+DEFAULT_SPLITS = {"mmbench_en": "dev", "mmbench_cn": "dev", "mmmu": "validation", "mathvision": "test",
+                  "aime2025": "test"}
+
+
+def disabled_top_k(value: Any) -> Any:
+    return 0 if value is None or (isinstance(value, int) and value <= 0) else value
+
+
+def published_mismatch(run: LoadedRun, published: dict[str, Any]) -> str:
+    """Why this run's number is not comparable with the published one ('' when it is): its split, a
+    --limit, a generation setting, the task's match fields (e.g. AIME's 64 repeats), PaCoRe widths."""
+    spec = run.result.spec
+    match = published["tasks"].get(run.task, {}).get("match") or {}
+    protocol = published.get("protocol") or {}
+    reasons = []
+    split, want = spec.split or DEFAULT_SPLITS.get(run.task), match.get("split")
+    if want and split != want:
+        reasons.append(f"split {split} (published: {want}{', assumed' if match.get('split_assumed') else ''})")
+    if spec.limit:
+        reasons.append(f"limit {spec.limit} (published: the whole split)")
+    for name, value in (match.get("task_options") or {}).items():
+        if spec.task_options.get(name, value) != value:  # an unset option is the task's default, the published one
+            reasons.append(f"{name} {spec.task_options[name]} (published: {value})")
+    if "repeats" in match and spec.repeats != match["repeats"]:
+        reasons.append(f"k={spec.repeats} (published: k={match['repeats']})")
+    for name in ("temperature", "top_p", "top_k", "max_tokens"):
+        have, want = getattr(spec.params, name), protocol.get(name)
+        if name == "top_k":
+            have, want = disabled_top_k(have), disabled_top_k(want)
+        if name in protocol and have != want:
+            reasons.append(f"{name} {have} (published: {want})")
+    if spec.mode == "pacore" and "pacore_widths" in protocol and spec.pacore_widths != protocol["pacore_widths"]:
+        reasons.append(f"PaCoRe widths {spec.pacore_widths} (published: {protocol['pacore_widths']})")
+    if spec.mode == "pacore" and spec.pacore_pool:
+        reasons.append("the PaCoRe pool shortcut (published: independent rounds)")
+    if run.result.status != "complete":
+        reasons.append(f"status {run.result.status}")
+    return "; ".join(reasons)
+
+
+def set_delta(cell: Cell, reference: float | None, mismatch: str) -> None:
+    if reference is None or cell.value is None:
+        return
+    if mismatch:
+        cell.delta_note = f"no Δ to the published {reference:.2f}: {mismatch}"
+    else:
+        cell.delta = f"{cell.value - reference:+.2f}"
+
+
+def run_cell(run: LoadedRun, reference: float | None, mismatch: str = "") -> Cell:
     m = run.result.metrics.get(HEADLINE)
     if not is_metric(m):
         return Cell(None, "no score", title=f"{run.result.run_id}: no headline metric (status {run.result.status})",
@@ -119,8 +170,7 @@ def run_cell(run: LoadedRun, reference: float | None) -> Cell:
         cell.flags.append(run.result.status)
     if run.result.spec.limit:
         cell.flags.append(f"limit {run.result.spec.limit}")
-    if reference is not None and cell.value is not None:
-        cell.delta = f"{cell.value - reference:+.2f}"
+    set_delta(cell, reference, mismatch)
     return cell
 
 
@@ -132,7 +182,7 @@ def reference_score(published: dict[str, Any], mode: str, task: str) -> float | 
     return None
 
 
-def mean_of_runs(runs: list[LoadedRun | None], reference: float | None) -> Cell:
+def mean_of_runs(runs: list[LoadedRun | None], reference: float | None, mismatch: str = "") -> Cell:
     """Mean of the parts' headlines; its CI from theirs as independent normal estimates."""
     ms = [r.result.metrics.get(HEADLINE) if r else None for r in runs]
     if not all(is_metric(m) for m in ms):
@@ -142,8 +192,7 @@ def mean_of_runs(runs: list[LoadedRun | None], reference: float | None) -> Cell:
     n = sum(int(m["n"]) for m in ms)  # type: ignore[index]
     cell = metric_cell({"value": value, "ci": [max(0.0, value - half), min(1.0, value + half)], "n": n,
                         "method": "mean of the parts, normal approximation"})
-    if reference is not None and cell.value is not None:
-        cell.delta = f"{cell.value - reference:+.2f}"
+    set_delta(cell, reference, mismatch)
     return cell
 
 
@@ -160,10 +209,12 @@ def board_rows(rows: list[Row], columns: list[Column], published: dict[str, Any]
             if col.parts:
                 reference = next((published_mean(m["scores"], col.parts) for m in published["models"]
                                   if m["name"] == "STEP3-VL-10B" and m["mode"] == row.mode), None)
-                cells.append(mean_of_runs([row.runs.get(p) for p in col.parts], reference))
+                parts = [row.runs.get(p) for p in col.parts]
+                mismatch = "; ".join(f"{p.task}: {why}" for p in parts if p and (why := published_mismatch(p, published)))
+                cells.append(mean_of_runs(parts, reference, mismatch))
                 continue
             run = row.runs.get(col.task)
-            cells.append(run_cell(run, reference_score(published, row.mode, col.task))
+            cells.append(run_cell(run, reference_score(published, row.mode, col.task), published_mismatch(run, published))
                          if run else Cell(None))
         out.append(BoardRow(row.label, "run", row.mode, cells))
     return out

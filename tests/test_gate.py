@@ -8,6 +8,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import cli
 
@@ -310,3 +311,162 @@ def test_mmbench_runs_are_paired_by_question(tmp_path):
     row = only_task(report)
     assert row["test"].startswith("McNemar") and row["n"] == 5
     assert row["verdict"] == "inconclusive" and code == 0  # one question of five: 20 points, not significant
+
+
+# ---- family-wise control (issue 17) --------------------------------------------------------------
+
+ALPHA = 0.05
+DRAWS = 4000
+
+
+def binomial_error(rate: float, draws: int) -> float:
+    """Three standard errors of a simulated rejection rate."""
+    return 3 * math.sqrt(rate * (1 - rate) / draws)
+
+
+def test_holm_adjusts_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    adjusted = gate.holm_adjust([0.01, 0.04, 0.03, 0.005])
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert gate.holm_adjust([[0.5, 0.9]]).tolist() == [[1.0, 1.0]]  # 0.5 x 2 capped at 1; never below it
+
+
+def test_vectorised_mid_p_is_the_gates_mcnemar_p():
+    from evals.power import mid_p_many
+
+    rng = np.random.default_rng(3)
+    pairs = [(rng.random(200) < 0.7, rng.random(200) < 0.66) for _ in range(20)]
+    losses = [int((b & ~c).sum()) for b, c in pairs]
+    discordant = [int((b != c).sum()) for b, c in pairs]
+    expected = [gate.mcnemar_test(b.astype(float).tolist(), c.astype(float).tolist()).p_drop for b, c in pairs]
+    assert mid_p_many(losses, discordant).tolist() == pytest.approx(expected, rel=1e-9)
+
+
+def simulated_family(n_tasks: int, draws: int, drop_in_first: float = 0.0, seed: int = 11
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """`draws` CI gate calls over `n_tasks` k=1 tasks of different sizes: both runs drawn from the same
+    per-question rates (Beta-distributed: most questions nearly always right or wrong, as real ones are),
+    the first task's current run lowered by `drop_in_first`. Returns (diff, p_drop), each draws x tasks."""
+    from evals.power import lowered, mid_p_many
+
+    rng = np.random.default_rng(seed)
+    diffs, ps = [], []
+    for t, n in enumerate((900, 300, 500, 120, 1164)[:n_tasks]):
+        rates = rng.beta(3.0, 1.0, size=n)
+        cur_rates = lowered(rates, drop_in_first) if t == 0 else rates
+        b = rng.random((draws, n)) < rates
+        c = rng.random((draws, n)) < cur_rates
+        losses, gains = (b & ~c).sum(axis=1), (c & ~b).sum(axis=1)
+        diffs.append((gains - losses) / n)
+        ps.append(mid_p_many(losses, losses + gains))
+    return np.stack(diffs, axis=1), np.stack(ps, axis=1)
+
+
+@pytest.mark.parametrize("n_tasks", [4, 5])
+def test_null_ci_runs_over_several_tasks_fail_at_most_alpha_of_the_time(n_tasks):
+    """No task changed: with Holm the gate fails at most alpha of the calls (tolerance 0, the strictest
+    setting: a tolerance only removes failures); without a correction about 1 - (1 - alpha)^tasks do."""
+    diff, p_drop = simulated_family(n_tasks, DRAWS)
+    failed_holm = gate.regressions(diff, p_drop, 0.0, ALPHA, "holm").any(axis=1).mean()
+    failed_none = gate.regressions(diff, p_drop, 0.0, ALPHA, "none").any(axis=1).mean()
+    assert failed_holm <= ALPHA + binomial_error(ALPHA, DRAWS), failed_holm
+    assert failed_none > 2.5 * ALPHA, failed_none  # the problem the correction solves
+    single = gate.regressions(diff, p_drop, 0.0, ALPHA, "none").mean(axis=0)  # each task alone is calibrated
+    assert (single <= ALPHA + binomial_error(ALPHA, DRAWS)).all(), single
+
+
+def test_holm_keeps_power_against_a_drop_in_one_task():
+    """A 6-point drop in the 900-question task among four unchanged ones: caught in most calls, at least
+    as often as Bonferroni (alpha / 5) would, and never at the price of a false alarm elsewhere beyond alpha."""
+    diff, p_drop = simulated_family(5, DRAWS, drop_in_first=0.06)
+    holm = gate.regressions(diff, p_drop, 1.0, ALPHA, "holm")
+    bonferroni = (np.round(100 * diff[:, 0], 9) < -1.0) & (p_drop[:, 0] < ALPHA / 5)
+    uncorrected = gate.regressions(diff, p_drop, 1.0, ALPHA, "none")[:, 0]
+    caught = holm[:, 0].mean()
+    assert caught >= bonferroni.mean() and caught <= uncorrected.mean()
+    assert caught > 0.70, caught
+    assert holm[:, 1:].any(axis=1).mean() <= ALPHA + binomial_error(ALPHA, DRAWS)
+
+
+def test_apply_correction_redoes_verdicts_with_adjusted_p():
+    def row(task: str, diff: float, p_drop: float) -> gate.Comparison:
+        return gate.Comparison(task, 1, 0.7, 0.7 + diff, diff, [0, 0], "McNemar exact mid-p", p_drop, 0.01, 500,
+                               gate.verdict(diff, p_drop, 1 - p_drop, 1.0, ALPHA), [], p_drop, 1 - p_drop, p_drop)
+
+    rows = [row("a", -0.03, 0.02), row("b", 0.0, 0.5), row("c", 0.0, 0.5), row("d", -0.05, 0.001)]
+    assert [r.verdict for r in rows] == ["regression", "pass", "pass", "regression"]
+    gate.apply_correction(rows, "holm", 1.0, ALPHA)
+    assert [r.verdict for r in rows] == ["inconclusive", "pass", "pass", "regression"]
+    assert rows[0].p_adjusted == pytest.approx(0.06) and rows[3].p_adjusted == pytest.approx(0.004)
+    assert rows[0].p == 0.02  # the raw p stays beside it
+    gate.apply_correction(rows, "none", 1.0, ALPHA)
+    assert rows[0].verdict == "regression"
+
+
+def test_markdown_shows_raw_and_adjusted_p(big):
+    proc = cli("gate", "--baseline", str(big["baseline"]), "--current", str(big["drop5"]))
+    assert "| p | p (Holm) |" in proc.stdout
+    proc = cli("gate", "--baseline", str(big["baseline"]), "--current", str(big["drop5"]), "--correction", "none")
+    assert "| p | p (None) |" in proc.stdout and proc.returncode == 1
+    assert cli("gate", "--baseline", "x", "--current", "y", "--correction", "bonf").returncode == 2
+
+
+# ---- power planning (issue 17) -------------------------------------------------------------------
+
+PLAN_SIMS = 800
+
+
+def plan_json(*args: str) -> dict:
+    proc = cli("gate", "--plan", *args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def caught_share(rates: np.ndarray, n: int, k: int, drop: float, seed: int = 5) -> float:
+    """Simulated CI runs at this size, gated by the gate's own tests (McNemar / the 10,000-resample
+    bootstrap) and verdict: the share that says `regression`."""
+    from evals.power import lowered
+
+    rng = np.random.default_rng(seed)
+    cur_rates = lowered(rates, drop)
+    caught = 0
+    for _ in range(PLAN_SIMS):
+        idx = np.arange(n) if n == len(rates) else rng.integers(0, len(rates), n)
+        b = (rng.binomial(k, rates[idx]) / k).tolist()
+        c = (rng.binomial(k, cur_rates[idx]) / k).tolist()
+        est = gate.mcnemar_test(b, c) if k == 1 else gate.paired_bootstrap_test(b, c)
+        caught += gate.verdict(est.diff, est.p_drop, est.p_gain, 1.0, ALPHA) == "regression"
+    return caught / PLAN_SIMS
+
+
+@pytest.mark.slow
+def test_plan_for_repeats_on_a_replayed_aime_baseline_is_confirmed_by_simulation(tmp_path):
+    wrong_of_8 = [0] * 12 + [1] * 6 + [2] * 4 + [4] * 3 + [6] * 3 + [8] * 2  # per problem; accuracy 75%
+    data = write_problems(tmp_path / "aime.jsonl", 30)
+    baseline = make_run(tmp_path, "base", data, {r: {i for i, w in enumerate(wrong_of_8) if r < w} for r in range(8)},
+                        k=8)
+    (row,) = plan_json("--baseline", str(baseline), "--detect", "3")["tasks"]
+    assert (row["n"], row["k"], row["accuracy"]) == (30, 8, pytest.approx(0.75))
+    rates = np.array([(8 - w) / 8 for w in wrong_of_8])
+    k_planned = row["repeats_needed"]
+    assert 8 < k_planned < 1024
+    assert caught_share(rates, 30, k_planned, 0.03) == pytest.approx(0.80, abs=0.05)
+
+
+@pytest.mark.slow
+def test_plan_for_questions_on_a_replayed_k1_baseline_is_confirmed_by_simulation(tmp_path):
+    data = write_problems(tmp_path / "aime.jsonl", 200)
+    baseline = make_run(tmp_path, "base", data, set(range(50)))  # 75%, k = 1
+    report = plan_json("--baseline", str(baseline), "--detect", "6")
+    (row,) = report["tasks"]
+    assert row["k"] == 1 and "per-question consistency unknown" in row["notes"][0]
+    n_planned = row["questions_needed"]
+    assert 200 < n_planned < 5000
+    assert caught_share(np.full(200, 0.75), n_planned, 1, 0.06) == pytest.approx(0.80, abs=0.05)
+    md = cli("gate", "--plan", "--baseline", str(baseline), "--detect", "6")
+    assert md.returncode == 0 and f"| aime2025 | 200 | 1 | 75.00 |" in md.stdout and f"{n_planned:,} (k=1)" in md.stdout
+
+
+def test_plan_refuses_a_drop_within_the_tolerance(big):
+    proc = cli("gate", "--plan", "--baseline", str(big["baseline"]), "--detect", "0.5")
+    assert proc.returncode == 2 and "must exceed --tolerance" in proc.stderr and proc.stderr.count("\n") == 1
