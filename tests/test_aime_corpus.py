@@ -66,11 +66,11 @@ FORMS: dict[str, Callable[[str, str, random.Random], str]] = {
 # kind -> the side that says "right" where the two disagree. Why each is deliberate: docs/tasks.md.
 DELIBERATE = {
     "no_box": "reference",  # math-verify falls back to the last number; our prompt asks for a box
-    "several_boxes": "ours",  # math-verify's greedy `\\boxed{.+}` reads `\\boxed{469} ... \\boxed{117}` as 469,117
-    "boxes_joined": "ours",  # math-verify reads `\\boxed{a} and \\boxed{b}` as the set {a, b}
-    "trailing_dot": "ours",  # math-verify cannot parse `\\boxed{60.}` and takes a number from the prose
-    "fbox": "ours",  # math-verify does not read `\\fbox`
-    "plain_words": "ours",  # math-verify multiplies the letters of `\\boxed{70 dollars}`
+    "several_boxes": "ours",  # math-verify's greedy `\boxed{.+}` reads `\boxed{469} ... \boxed{117}` as 469,117
+    "boxes_joined": "ours",  # math-verify reads `\boxed{a} and \boxed{b}` as the set {a, b}
+    "trailing_dot": "ours",  # math-verify cannot parse `\boxed{60.}` and takes a number from the prose
+    "fbox": "ours",  # math-verify does not read `\fbox`
+    "plain_words": "ours",  # math-verify multiplies the letters of `\boxed{70 dollars}`
 }
 EXPECTED_DISAGREEMENTS = {"no_box": 146, "several_boxes": 142, "boxes_joined": 144, "trailing_dot": 150,
                           "fbox": 137, "plain_words": 158}
