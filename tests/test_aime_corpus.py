@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from conftest import shared_data
@@ -83,8 +85,8 @@ def aime_golds() -> list[tuple[str, str]]:
     return [(str(r["id"]), str(r["answer"])) for r in rows]
 
 
-def corpus(golds: list[tuple[str, str]], n: int) -> list[tuple[str, str, str, str]]:
-    """(kind, problem id, gold, response), seeded: kinds in turn, 70% of the values the gold, the
+def corpus(golds: list[tuple[str, str]], n: int) -> list[tuple[str, str, str, str, str]]:
+    """(kind, problem id, gold, value written, response), seeded: kinds in turn, 70% of the values the gold, the
     others one wrong value per problem (few distinct answers keep the reference's parsing cheap)."""
     rng = random.Random(SEED)
     wrong_of = {gold: str((int(gold) + rng.randint(1, 998)) % 1000) for _, gold in golds}
@@ -95,7 +97,7 @@ def corpus(golds: list[tuple[str, str]], n: int) -> list[tuple[str, str, str, st
         pid, gold = rng.choice(golds)
         value = gold if rng.random() < 0.7 else wrong_of[gold]
         text = FORMS[kind](value, wrong_of[gold] if value == gold else gold, rng)
-        out.append((kind, pid, gold, f"{rng.choice(PROSE)}\n\n{text}".strip()))
+        out.append((kind, pid, gold, value, f"{rng.choice(PROSE)}\n\n{text}".strip()))
     return out
 
 
@@ -133,7 +135,7 @@ def test_aime_scorer_agrees_with_math_verify_except_where_deliberate(math_verify
     sides: dict[str, set[str]] = {}
     examples: dict[str, str] = {}
     right: Counter[str] = Counter()
-    for kind, pid, gold, text in items:
+    for kind, pid, gold, _, text in items:
         ours = task.score(Sample(pid, [], gold), Response(pid, text=text)).correct
         reference = math_verify_reference(gold, text)
         right[kind] += ours
@@ -153,4 +155,46 @@ def test_corpus_is_seeded_and_covers_every_kind_over_the_real_golds():
     a, b = corpus(golds, 600), corpus(golds, 600)
     assert a == b
     assert set(Counter(k for k, *_ in a)) == set(FORMS)
-    assert {g for _, _, g, _ in a} == {g for _, g in golds}
+    assert {g for _, _, g, _, _ in a} == {g for _, g in golds}
+
+
+def written_answer(kind: str, value: str) -> str:
+    """What a vote's answer is by construction: the value written, except where our reading of
+    that kind is deliberately another (`1\\,070` is 1070; an empty box is no number)."""
+    return {"thin_space_thousands": str(1000 + int(value)), "empty_box": ""}.get(kind, value)
+
+
+def test_maj_at_64_groups_every_way_of_writing_an_answer_and_stays_fast():
+    """30 problems x 64 votes drawn from the corpus, right and wrong near even: maj@64 must be the
+    majority of the values the votes wrote (each written up to 26 ways), and cheap to compute."""
+    golds = aime_golds()
+    items = corpus(golds, CORPUS_SIZE)
+    rng = random.Random(SEED + 1)
+    task = AIME2025()
+    samples, scored, expected = {}, [], []
+    for pid, gold in golds:
+        mine = [it for it in items if it[1] == pid]
+        right = [it for it in mine if it[3] == gold]
+        wrong = [it for it in mine if it[3] != gold]
+        n_right = rng.randint(24, 40)
+        votes = rng.sample(right, n_right) + rng.sample(wrong, min(len(wrong), 64 - n_right))
+        votes += rng.sample(right, 64 - len(votes)) if len(votes) < 64 else []
+        rng.shuffle(votes)
+        samples[pid] = Sample(pid, [], gold)
+        counted: Counter[str] = Counter()
+        first: dict[str, int] = {}
+        for repeat, (kind, _, _, value, text) in enumerate(votes):
+            one = replace(task.score(samples[pid], Response(f"{pid}#{repeat}", text=text)), repeat=repeat)
+            scored.append(one)
+            if one.extracted is not None:
+                counted[written_answer(kind, value)] += 1
+                first.setdefault(written_answer(kind, value), repeat)
+        top = max(counted.values())
+        winner = min((a for a in counted if counted[a] == top), key=first.__getitem__)
+        expected.append(1.0 if winner == gold else 0.0)
+    start = time.perf_counter()
+    got = task.aggregate(samples, scored)["metrics"]["maj@64"]
+    seconds = time.perf_counter() - start
+    assert got["value"] == pytest.approx(sum(expected) / len(expected))
+    assert 0 < sum(expected) < len(expected), "the draw should leave some majorities wrong"
+    assert seconds < 5, f"maj@64 over 30 x 64 votes took {seconds:.1f} s"
