@@ -21,23 +21,25 @@ _MATH_WRAPPERS = [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")]
 _STYLE = re.compile(r"^\\(?:text|textbf|textrm|mathrm|mathbf|mbox|boxed)\s*\{([^{}]*)\}$")
 # A unit or word after the number: `70 \text{ dollars}`, `70\,\mathrm{cm}`, `70\ \text{ways}`.
 _TRAILING_UNIT = re.compile(r"(?:\\[,;:! ]|~|\s)*\\(?:text|mbox|mathrm|textrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}$")
-_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\degree|°")
-_SPACING = re.compile(r"\\[,;:! ]|~")  # typographic spaces, as in `1\,000`
+# A number of degrees (only a number: `\cos 30^\circ` is not `\cos 30`).
+_DEGREES = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|\\degree|°)$")
+_SPACING = re.compile(r"\\[,;:! ]|~")  # typographic spaces: a space, never a join
 _CURRENCY = re.compile(r"\\\$|\\(?:textdollar|dollar)(?![A-Za-z])")
 # Plain words after a number: `70 dollars`, `70 ways.` (math-verify would multiply the letters).
 _TRAILING_WORDS = re.compile(r"^([+-]?\d+(?:\.\d+)?)(?:\s+[A-Za-z]{2,})+\.?$")
 DRESSED_MAX = 200  # longer answers skip the dressing rules: some regexes here are not linear-time
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:(?:,|\{,\})\d{3})+$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:(?:,|\{,\}|\\,)\d{3})+$")  # 1,000  1{,}000  1\,000
+_SEPARATOR = re.compile(r",|\{,\}|\\,")
 _ZERO_DECIMALS = re.compile(r"^([+-]?\d+)\.0*$")
 
 
 def canonical(answer: str) -> str:
     """The answer without its dressing; two answers with the same canonical form are equal.
 
-    Only rules that keep the value: it never turns two different numbers into one text. AIME
-    answers are integers 0-999, so a comma between digit groups of three (`1,000`, `1{,}000`) is
-    a thousands separator, as math-verify reads it; so is a thin space `1\\,000` (math-verify reads
-    `1 000` as a product there).
+    Only rules that keep the value: it never turns two different numbers into one text. A comma
+    between digit groups of three (`1,000`, `1{,}000`) is a thousands separator, as math-verify
+    reads it; so is a thin space there (`1\\,000`; math-verify reads a product). Other spacing
+    commands become spaces: `7\\,0` is not 70.
     """
     text = answer.strip()
     if len(text) > DRESSED_MAX:
@@ -51,15 +53,15 @@ def canonical(answer: str) -> str:
         if style:
             text = style.group(1).strip()
         text = _TRAILING_UNIT.sub("", text).strip()
-        text = _CURRENCY.sub("", _DEGREES.sub("", text)).strip()
+        text = _DEGREES.sub(r"\1", _CURRENCY.sub("", text).strip())
         if text == before:
             break
-    text = _SPACING.sub("", text).strip()
+    if _THOUSANDS.match(text):
+        text = _SEPARATOR.sub("", text)
+    text = _SPACING.sub(" ", text).strip()
     words = _TRAILING_WORDS.match(text)
     if words:
         text = words.group(1)
-    if _THOUSANDS.match(text):
-        text = text.replace("{,}", "").replace(",", "")
     zero = _ZERO_DECIMALS.match(text)
     if zero:
         text = zero.group(1)

@@ -109,6 +109,8 @@ def test_split_thinking_strips_an_opening_tag():
     ("12345", "12,345", True, "five digits"),
     ("100", "1,00", False, "not a thousands group: math-verify's reading (a pair) decides"),
     ("0", "1\\,000", False, "a thin space is never a product"),
+    ("70", "7\\,0", False, "a thin space outside a thousands group joins nothing"),
+    ("70", "7\\ 0", False, "nor does a LaTeX space"),
 ])
 def test_math_equal(gold, answer, expected, why):
     assert math_equal(gold, answer) is expected, why
@@ -117,6 +119,8 @@ def test_math_equal(gold, answer, expected, why):
 @pytest.mark.parametrize("answer,form", [
     ("070", "70"), ("70.", "70"), ("\\$70.00", "70"), ("\\boxed{70}", "70"), ("$\\text{\\$70}$", "70"),
     ("70^\\circ\\text{C}", "70"), ("-0", "0"), ("\\frac{1}{2}", "\\frac{1}{2}"), ("70\\%", "70\\%"),
+    ("\\cos 30^\\circ", "\\cos 30^\\circ"), ("30^\\circ", "30"), ("\\$\\,70", "70"), ("1\\,000", "1000"),
+    ("7\\,0", "7 0"),
     ("9" * 300, "9" * 300), (" " * 500 + "x", "x"),
 ])
 def test_canonical_form(answer, form):
