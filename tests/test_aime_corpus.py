@@ -4,7 +4,8 @@ AIME has no official scorer; the closest thing is math-verify reading the whole 
 `verify(parse(gold), parse(response))`. A seeded corpus of final answers, written the ways reasoning
 models write them, over the 30 real golds, goes through our scorer (`AIME2025.score`: the last box,
 then the canonical-form check) and through that reference. Every disagreement must be one of the
-deliberate deviations below, with exactly the counts docs/tasks.md states.
+deliberate deviations below, with exactly the counts docs/tasks.md states. maj@64 over votes
+drawn from the same corpus must be the majority of the values the votes wrote.
 """
 
 from __future__ import annotations
