@@ -37,29 +37,62 @@ def split_output(raw: str, finish_reason: str | None) -> tuple[str, str]:
     return "", raw.strip()
 
 
-def extract_boxed(text: str) -> str | None:
-    r"""The content of the last `\boxed{...}` (or `\fbox{...}`), with nested braces kept whole.
+BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*")
+BRACELESS_END = re.compile(r"\$|\\\]|\\\)|\n")  # where the math (or the line) of `\boxed 5` ends
 
-    `\boxed 5` (a single token without braces) is accepted too. Returns None when there is none
-    or the last one is never closed.
+
+def extract_boxed(text: str) -> str | None:
+    r"""The answer in the last `\boxed` (or `\fbox`); None when there is none.
+
+    - `\boxed{...}`: its content, nested braces kept whole; a last box never closed is skipped for
+      the one before it.
+    - `\boxed 5` (no braces): the text up to the end of its math (`$`, `\]`, `\)`) or its line, as
+      the MATH scorer reads `\boxed ` (up to `$`).
+    - An equation gives its right side, after the last `=` outside braces, as the Minerva MATH
+      normalisation does and as math-verify compares one (`\boxed{m+n=62}` -> `62`).
+    - Without braces, the answer is then one token, as LaTeX boxes one argument: `\boxed 5 done`
+      -> `5`, `\boxed m+n = 62` -> `62` (a trailing `.`, `,` or `;` is punctuation, not answer).
     """
-    starts = [m for m in re.finditer(r"\\(?:boxed|fbox)\s*", text)]
-    for m in reversed(starts):
+    boxes = list(BOX.finditer(text))
+    closing = matching_braces(text) if boxes else {}
+    for m in reversed(boxes):
         i = m.end()
         if i < len(text) and text[i] == "{":
-            depth = 0
-            for j in range(i, len(text)):
-                if text[j] == "{":
-                    depth += 1
-                elif text[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return text[i + 1 : j].strip()
-            continue  # unclosed: try an earlier one
-        token = re.match(r"[^\s$]+", text[i:])
+            if i in closing:  # else never closed: try an earlier one
+                return equation_value(text[i + 1 : closing[i]].strip())
+            continue
+        end = BRACELESS_END.search(text, i)
+        rest = equation_value(text[i : end.start() if end else len(text)].strip()).split(maxsplit=1)
+        token = rest[0].rstrip(".,;") if rest else ""
         if token:
-            return token.group(0)
+            return token
     return None
+
+
+def matching_braces(text: str) -> dict[int, int]:
+    """Position of each `{` that closes -> position of its `}` (one pass: untrusted text can be long)."""
+    opened: list[int] = []
+    pairs: dict[int, int] = {}
+    for j, ch in enumerate(text):
+        if ch == "{":
+            opened.append(j)
+        elif ch == "}" and opened:
+            pairs[opened.pop()] = j
+    return pairs
+
+
+def equation_value(answer: str) -> str:
+    """The right side of the last `=` outside braces (`m+n = 62` -> `62`); the answer when none."""
+    depth, cut = 0, -1
+    for j, ch in enumerate(answer):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == "=" and depth == 0:
+            cut = j
+    right = answer[cut + 1 :].strip()
+    return right if cut >= 0 and right else answer
 
 
 def extract_final_answer_letter(text: str, letters: list[str]) -> str | None:

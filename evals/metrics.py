@@ -8,7 +8,7 @@ the repeats of one problem together (they are not independent draws of the bench
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -82,21 +82,62 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def majority_correct(group: list[Scored]) -> float:
-    """maj@k for one problem: the most frequent extracted answer (ties: first seen) decides.
+Equivalence = Callable[[str, str], bool]
 
-    Answers that were not extracted do not vote; a problem with no extracted answer scores 0.
+
+def majority_correct(group: list[Scored], canonical: Callable[[str], str] = str.strip,
+                     equivalent: Equivalence | None = None) -> float:
+    """maj@k for one problem: the answer given most often decides; 1.0 when it is right.
+
+    Votes are grouped into answers with the check that scored them, so `\\boxed{70}`,
+    `\\boxed{070}` and `\\boxed{70.}` are one answer:
+    - every vote judged right is one answer (each equals the gold by the task's check);
+    - the others are grouped by `canonical` form; then, in order of first vote, each form joins the
+      first earlier answer whose first form `equivalent` finds equal to it (only distinct forms are
+      compared, each with one form per answer), else it starts an answer of its own.
+    A right vote never joins a wrong one. Votes without an extracted answer do not vote; a problem
+    with none scores 0. Ties go to the answer whose first vote came first (lowest repeat).
     """
-    votes = Counter(s.extracted for s in group if s.extracted is not None)
-    if not votes:
+    answers: list[tuple[str | None, list[Scored]]] = []  # (first canonical form or None for right, votes)
+    joined: dict[str, int] = {}  # canonical form -> index in answers
+    for vote in group:
+        if vote.extracted is None:
+            continue
+        if vote.correct:
+            at = next((i for i, (form, _) in enumerate(answers) if form is None), None)
+            if at is None:
+                answers.append((None, []))
+                at = len(answers) - 1
+        else:
+            form = canonical(str(vote.extracted))
+            if form not in joined:
+                joined[form] = first_equal(form, answers, equivalent)
+                if joined[form] == len(answers):
+                    answers.append((form, []))
+            at = joined[form]
+        answers[at][1].append(vote)
+    if not answers:
         return 0.0
-    top = max(votes.values())
-    winner = next(s for s in group if s.extracted is not None and votes[s.extracted] == top)
-    return 1.0 if winner.correct else 0.0
+    top = max(len(votes) for _, votes in answers)
+    winner = next(form for form, votes in answers if len(votes) == top)  # first seen among the tied
+    return 1.0 if winner is None else 0.0
 
 
-def repeat_metrics(scored: list[Scored], k: int) -> dict[str, dict[str, Any]]:
-    """avg@k, pass@k and maj@k over samples that each have (up to) k scored repeats."""
+def first_equal(form: str, answers: list[tuple[str | None, list[Scored]]], equivalent: Equivalence | None) -> int:
+    """Index of the first wrong answer whose first form is equivalent to `form`; len(answers) if none."""
+    if equivalent is not None:
+        for i, (first, _) in enumerate(answers):
+            if first is not None and equivalent(first, form):
+                return i
+    return len(answers)
+
+
+def repeat_metrics(scored: list[Scored], k: int, canonical: Callable[[str], str] = str.strip,
+                   equivalent: Equivalence | None = None) -> dict[str, dict[str, Any]]:
+    """avg@k, pass@k and maj@k over samples that each have (up to) k scored repeats.
+
+    maj@k groups votes with the task's `canonical` form and `equivalent` check (`majority_correct`).
+    """
     groups = by_sample(scored)
     out: dict[str, dict[str, Any]] = {f"avg@{k}": accuracy(scored)}
     pass_vals = []
@@ -104,7 +145,8 @@ def repeat_metrics(scored: list[Scored], k: int) -> dict[str, dict[str, Any]]:
         n, c = len(g), sum(1 for s in g if s.correct)
         pass_vals.append(pass_at_k(n, c, min(k, n)))
     out[f"pass@{k}"] = mean_metric(pass_vals, binary=False)
-    out[f"maj@{k}"] = mean_metric([majority_correct(g) for g in groups.values()], binary=k == 1)
+    majority = [majority_correct(g, canonical, equivalent) for g in groups.values()]
+    out[f"maj@{k}"] = mean_metric(majority, binary=k == 1)
     for m in out.values():
         m["k"] = k
     return out

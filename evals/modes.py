@@ -13,6 +13,10 @@ Choices written down here (docs/pacore.md explains them for users):
 - Compaction keeps a reply's answer part (after the last `</think>`, or the `content` field) and
   drops replies that failed, came back empty or stopped at the token limit (`finish_reason`
   `length`: an answer cut off mid-way is not a conclusion).
+- The synthesis turn is the template with the original turn's parts, text and images in their
+  order, spliced in where `{{ original_prompt }}` goes (the reference implementation is text-only:
+  it renders the message content as a string, so it says nothing about images). An MMMU question
+  that names `<image 1>` mid-sentence keeps the image there in every round.
 - Order, as the reference implementation does it: all replies of the round (failed ones included,
   as empty text) sorted by answer length, ties by trajectory index, then shuffled with
   `random.Random(42)`; the dropped ones are removed after that.
@@ -46,7 +50,7 @@ from typing import Any, Callable
 from evals import store
 from evals.extract import THINK_END, split_thinking
 from evals.types import (
-    Adapter, Image, Message, Request, Response, RunSpec, Text, Usage, UserError, messages_digest,
+    Adapter, Message, Part, Request, Response, RunSpec, Text, Usage, UserError, messages_digest,
     response_from_dict,
 )
 
@@ -130,18 +134,44 @@ def last_user_index(messages: list[Message]) -> int | None:
 
 
 def synthesis_messages(messages: list[Message], references: list[str]) -> tuple[list[Message], str | None]:
-    """The original messages with the last user turn's text replaced by the synthesis prompt.
+    """The original messages with the last user turn replaced by the synthesis prompt.
 
-    That turn keeps its images (before the prompt); other turns are left as they are. Without
-    references (nothing survived) the original messages go out unchanged. Also returns the prompt.
+    That turn's parts (text and images, in their order) go where the template says
+    `{{ original_prompt }}`, so every image stays at its place in the question; other turns are
+    left as they are. Without references (nothing survived) the original messages go out
+    unchanged. Also returns the prompt's text (the template rendered with the turn's text).
     """
     at = last_user_index(messages)
     if not references or at is None:
         return messages, None
-    turn = messages[at]
-    prompt = render_synthesis_prompt(turn.text(), references)
-    content: list[Text | Image] = [*turn.images(), Text(prompt)]
-    return [*messages[:at], Message(turn.role, content), *messages[at + 1:]], prompt
+    turn = Message(messages[at].role, synthesis_content(messages[at].content, references))
+    return [*messages[:at], turn, *messages[at + 1:]], turn.text()
+
+
+# Stands for the original prompt while the template renders. The rendered text before the original
+# prompt is the template's own (fixed) text, so its first occurrence is the slot whatever the
+# references hold.
+ORIGINAL_SLOT = "\x00original_prompt\x00"
+
+
+def synthesis_content(original: list[Part], references: list[str]) -> list[Part]:
+    """The synthesis prompt as parts: template text, the original parts in order, template text."""
+    head, _, tail = render_synthesis_prompt(ORIGINAL_SLOT, references).partition(ORIGINAL_SLOT)
+    return merge_text([Text(head), *original, Text(tail)])
+
+
+def merge_text(parts: list[Part]) -> list[Part]:
+    """Adjacent text parts joined, empty ones dropped: a text-only turn stays one text part."""
+    out: list[Part] = []
+    for part in parts:
+        if isinstance(part, Text):
+            if not part.text:
+                continue
+            if out and isinstance(out[-1], Text):
+                out[-1] = Text(out[-1].text + part.text)
+                continue
+        out.append(part)
+    return out
 
 
 def estimate_tokens(text: str) -> int:

@@ -4,7 +4,9 @@ Dataset: hub `opencompass/AIME2025` (configs `AIME2025-I`, `AIME2025-II`, split 
 `question`, `answer`), or a local JSONL/Parquet file (or a folder of them) with `problem` or
 `question` and `answer`. The STEP3-VL-10B report (arXiv 2601.09668, Table 3) scores avg@64 at
 temperature 1.0; it gives no prompt, so we use a step-by-step instruction with a boxed answer.
-Answers are integers 0-999; the last `\\boxed{}` is compared with math-verify (gold first).
+Answers are integers 0-999. The answer is the last `\\boxed{}` (`evals.extract.extract_boxed`),
+compared with the gold by `evals.mathcheck.math_equal` (canonical integers, else math-verify, gold
+first); maj@k groups votes with that same check. docs/tasks.md measures it against math-verify.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from evals import metrics
 from evals.extract import extract_boxed
-from evals.mathcheck import math_equal
+from evals.mathcheck import canonical, canonical_equal, math_equal
 from evals.types import GenParams, Message, Response, Sample, Scored, Text
 from tasks.data import load_rows, require_fields
 
@@ -60,5 +62,5 @@ class AIME2025:
 
     def aggregate(self, samples: dict[str, Sample], scored: list[Scored]) -> dict[str, Any]:
         k = max((len(g) for g in metrics.by_sample(scored).values()), default=1)
-        found = metrics.repeat_metrics(scored, k)
+        found = metrics.repeat_metrics(scored, k, canonical, canonical_equal)
         return {"metrics": {"accuracy": found[f"avg@{k}"], **found}, "breakdowns": {}}

@@ -100,18 +100,35 @@ RED = Image(b64=base64.b64encode(b"red-pixels").decode(), mime="image/png")
 BLUE = Image(path="/data/blue.png", mime="image/png")
 
 
-def test_synthesis_turn_keeps_its_images_before_the_prompt_and_earlier_turns_unchanged():
+def test_synthesis_turn_keeps_each_image_at_its_place_and_earlier_turns_unchanged():
     earlier = [Message("system", [Text("Be brief.")]), Message("user", [Text("Hi"), BLUE]),
                Message("assistant", [Text("Hello.")])]
     last = Message("user", [Text("Which colour is "), RED, Text("? Final answer: X")])
     messages, prompt = synthesis_messages([*earlier, last], ["red", "blue"])
     assert messages[:3] == earlier and all(a is b for a, b in zip(messages[:3], earlier))
     assert messages[3].role == "user"
-    assert messages[3].content[0] is RED
-    assert messages[3].content[1] == Text(prompt)
-    assert len(messages[3].content) == 2
     assert prompt == render_synthesis_prompt("Which colour is ? Final answer: X", ["red", "blue"])
-    assert last.content[0] == Text("Which colour is ")  # the original is not modified
+    head, tail = prompt.split("Which colour is ? Final answer: X")
+    # The template's text, then the original parts in their order, then the rest of the template.
+    assert messages[3].content == [Text(head + "Which colour is "), RED, Text("? Final answer: X" + tail)]
+    assert messages[3].content[1] is RED
+    assert last.content == [Text("Which colour is "), RED, Text("? Final answer: X")]  # not modified
+
+
+@pytest.mark.parametrize("original,expected_kinds,why", [
+    ([Text("Q")], ["text"], "text only: one text part, the rendered prompt"),
+    ([RED, Text("Q")], ["text", "image", "text"], "an image first stays first within the original problem"),
+    ([Text("Q"), RED], ["text", "image", "text"], "an image last stays before the references"),
+    ([RED, BLUE], ["text", "image", "image", "text"], "images only"),
+    ([Text("a"), Text("b"), RED], ["text", "image", "text"], "adjacent text parts are joined"),
+])
+def test_synthesis_turn_splices_the_original_parts_into_the_template(original, expected_kinds, why):
+    (turn,), prompt = synthesis_messages([Message("user", original)], ["{{ original_prompt }} ref \\x00"])
+    assert [p.type for p in turn.content] == expected_kinds, why
+    assert turn.text() == prompt == render_synthesis_prompt(Message("user", original).text(),
+                                                           ["{{ original_prompt }} ref \\x00"]), why
+    assert [p for p in turn.content if isinstance(p, Image)] == [p for p in original if isinstance(p, Image)]
+    assert turn.content[0].text.startswith(SYNTHESIS_HEAD), why
 
 
 def test_nothing_survived_sends_the_original_messages_unchanged():
@@ -399,37 +416,93 @@ def write_mmmu(tmp_path: Path) -> Path:
     return path
 
 
-def test_pacore_on_mmmu_over_http_keeps_the_image_in_the_synthesis_turn(tmp_path: Path):
-    data = write_mmmu(tmp_path)
+COLOURS = [(255, 0, 0), (0, 0, 255), (0, 160, 0), (250, 200, 0)]
+
+
+def write_mmmu_multi_image(tmp_path: Path) -> Path:
+    """One MMMU question naming two images in its text and two more as its options."""
+    (tmp_path / "pics").mkdir(exist_ok=True)
+    row = {"id": "dev_Art_7", "question": "Compare <image 1> and <image 2>. Which one is drawn like them?",
+           "options": "['<image 3>', '<image 4>']", "answer": "A", "question_type": "multiple-choice",
+           "subfield": "sub", "topic_difficulty": "Hard"}
+    for k, color in enumerate(COLOURS, 1):
+        (tmp_path / "pics" / f"m{k}.png").write_bytes(png_bytes(color))
+        row[f"image_{k}"] = f"pics/m{k}.png"
+    path = tmp_path / "mmmu_multi.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+def shape(content: list[dict], image_number: dict[str, int]) -> list[str | int]:
+    """A chat message's parts as the server got them: texts, and images by their number."""
+    return [p["text"] if p["type"] == "text" else image_number[p["image_url"]["url"]] for p in content]
+
+
+def test_pacore_on_mmmu_keeps_every_image_at_its_place_in_every_round(tmp_path: Path):
+    from tasks.mmmu import MMMU
+
+    data = write_mmmu_multi_image(tmp_path)
+    (sample,) = MMMU().load(str(data), "dev", None)
+    original = sample.messages[-1]
+    assert [type(p).__name__ for p in original.content] == ["Text", "Image"] * 4 + ["Text"]
+    assert original.content[0].text.endswith("Compare ") and original.content[2].text.startswith(" and ")
+    texts = [p.text for p in original.content if isinstance(p, Text)]
+    image_number = {f"data:image/png;base64,{base64.b64encode(png_bytes(c)).decode()}": k
+                    for k, c in enumerate(COLOURS, 1)}
     synthesis_bodies: list[dict] = []
 
     def responder(body: dict) -> Reply:
-        parts = body["messages"][-1]["content"]
-        texts = [p["text"] for p in parts if p["type"] == "text"]
-        if texts[-1].startswith(SYNTHESIS_HEAD):
+        first = body["messages"][-1]["content"][0]
+        if first["type"] == "text" and first["text"].startswith(SYNTHESIS_HEAD):
             synthesis_bodies.append(body)
-            return Reply("Final answer: A")
         return Reply("Final answer: A" if body["seed"] % 2 else "Final answer: B")
 
     with ChatServer(responder=responder) as server:
         proc = cli("run", "mmmu", "--model", "openai/test-model", "--base-url", server.url, "--mode", "pacore",
-                   "--pacore-widths", "3", "-k", "1", "--split", "dev", "--data", str(data),
+                   "--pacore-widths", "2,2", "-k", "1", "--split", "dev", "--data", str(data),
                    "--out", str(tmp_path / "runs"), "--quiet")
         assert proc.returncode == 0, proc.stderr
         round0 = [b for b in server.received if b not in synthesis_bodies]
-    assert len(round0) == 2 * 3 and len(synthesis_bodies) == 2
+    assert len(round0) == 2 and len(synthesis_bodies) == 2 + 1  # widths 2,2 and the final 1
+    for body in round0:
+        (message,) = body["messages"]
+        assert shape(message["content"], image_number) == [texts[0], 1, texts[1], 2, texts[2], 3, texts[3], 4,
+                                                           texts[4]]
     for body in synthesis_bodies:
         (message,) = body["messages"]
-        kinds = [p["type"] for p in message["content"]]
-        assert kinds == ["image_url", "text"]  # the image kept, before the synthesis prompt
-        original = next(b for b in round0 if b["messages"][0]["content"][1] == message["content"][0])
-        assert message["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
-        original_text = "".join(p["text"] for p in original["messages"][0]["content"] if p["type"] == "text")
-        assert f"Original Problem:\n{original_text}\n" in message["content"][1]["text"]
+        got = shape(message["content"], image_number)
+        # The template's text with the question spliced in: each image where its <image k> stood.
+        assert got[1:-1] == [1, texts[1], 2, texts[2], 3, texts[3], 4], got
+        assert got[0].startswith(SYNTHESIS_HEAD) and got[0].endswith("Original Problem:\n" + texts[0])
+        assert got[-1].startswith(texts[4] + "\n\nReference Responses:\n")
+        assert "Final answer: " in got[-1].split("Reference Responses:", 1)[1]
     (run_dir,) = (tmp_path / "runs").iterdir()
+    record = json.loads((run_dir / "samples.jsonl").read_text())
+    assert [r["width"] for r in record["response"]["trace"]] == [2, 2, 1]
     res = json.loads((run_dir / "results.json").read_text())
     assert res["spec"]["mode"] == "pacore" and res["status"] == "complete"
     assert "pacore_round0_agreement" in res["metrics"]
+
+
+def test_pacore_rounds_over_mmmu_send_the_spliced_messages_to_the_adapter(tmp_path: Path):
+    """The same through the wrapped adapter: every synthesis request, every round, widths 2,2."""
+    from evals.runner import build_requests
+    from tasks.mmmu import MMMU
+
+    samples = MMMU().load(str(write_mmmu_multi_image(tmp_path)), "dev", None)
+    spec = RunSpec(task="mmmu", model="rec/m", mode="pacore", pacore_widths=[2, 2])
+    inner = RecordingAdapter(lambda req: Response(req.key, text=f"Final answer: {'AB'[req.params.seed % 2]}",
+                                                  finish_reason="stop"))
+    (out,) = wrap_mode(inner, spec).generate(build_requests(samples, spec))
+    original = samples[0].messages[-1].content
+    assert [len(b) for b in inner.batches] == [2, 2, 1]
+    for batch in inner.batches[1:]:
+        for req in batch:
+            (turn,) = req.messages
+            assert turn.content[1:-1] == original[1:-1]  # images and the text between them, untouched
+            assert turn.content[0].text.endswith("Original Problem:\n" + original[0].text)
+            assert turn.content[-1].text.startswith(original[-1].text + "\n\nReference Responses:")
+    assert out.error is None and len(out.trace) == 3
 
 
 # ---- the tiny hf model, with images ------------------------------------------------------------------
@@ -499,8 +572,8 @@ def test_pacore_over_the_hf_adapter_batches_each_round_and_keeps_images(tmp_path
     assert synthesized, "no reply survived round 0 (the edited model should stop on its own)"
     for final, request in synthesized:
         (turn,) = request.messages
-        assert isinstance(turn.content[0], Image) and isinstance(turn.content[1], Text)
-        assert turn.content[1].text.startswith(SYNTHESIS_HEAD)
+        assert [type(p) for p in turn.content] == [Text, Image, Text]  # the image where the question had it
+        assert turn.content[0].text.startswith(SYNTHESIS_HEAD)
         assert final.trace[1]["prompt_tokens_source"] == "usage"
         assert final.trace[1]["prompt_tokens"] > final.trace[0]["replies"][0]["usage"]["prompt_tokens"]
 
