@@ -163,6 +163,8 @@ class RunSpec:
     adapter_options: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
     out: str = "runs"
+    system_prompt: str | None = None  # a system message put before every sample's messages
+    task_file: str | None = None  # `path.py:ClassName` of a task loaded from a file (--task-file)
 
 
 @dataclass
