@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict
@@ -159,8 +160,10 @@ class WandbTracker:
 
     def finish(self, result: RunResult, files: list[Path]) -> None:
         self.run.summary.update({**flat_metrics(result), "status": result.status})
-        for path in files:
-            self.run.save(str(path), base_path=str(path.parent), policy="now")
+        for path in files:  # copied into the run's folder: W&B links saved files, and ours are temporary
+            copy = Path(self.run.dir) / path.name
+            shutil.copyfile(path, copy)
+            self.run.save(str(copy), base_path=self.run.dir, policy="now")
         self.run.finish(exit_code=0 if result.status == "complete" else 1)
 
 
