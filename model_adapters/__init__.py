@@ -28,17 +28,24 @@ def parse_model(model: str) -> tuple[str, str]:
 
     if model.startswith(FILE_PROVIDER + ":"):
         return FILE_PROVIDER, model[len(FILE_PROVIDER) + 1:]
-    installed = plugins.entry_points(plugins.ADAPTER_GROUP)
-    for known in (ADAPTERS, installed):
-        for sep in ("/", ":"):
-            provider, found, name = model.partition(sep)
-            if found and provider in known:
-                return provider, name
-        if model in known:
-            return model, ""
+    found = provider_in(model, ADAPTERS)
+    if found:
+        return found
+    installed = plugins.entry_points(plugins.ADAPTER_GROUP)  # read only when no built-in matches
+    found = provider_in(model, installed)
+    if found:
+        return found
     names = [*ADAPTERS, *(n for n in installed if n not in ADAPTERS)]
     raise UserError(f"unknown adapter in --model {model!r} (use one of: {', '.join(names)}, as provider/name; "
                     "or file:path.py:ClassName)")
+
+
+def provider_in(model: str, known: dict) -> tuple[str, str] | None:
+    for sep in ("/", ":"):
+        provider, found, name = model.partition(sep)
+        if found and provider in known:
+            return provider, name
+    return (model, "") if model in known else None
 
 
 def load_adapter(spec: RunSpec) -> Adapter:
