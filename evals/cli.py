@@ -156,7 +156,7 @@ def coerce(value: str) -> Any:
         try:
             return json.loads(value)
         except ValueError:
-            raise UserError(f"-O/-T value is not valid JSON: {value!r}") from None
+            return value  # not JSON after all (a template?): the option's reader judges the text
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
     for kind in (int, float):

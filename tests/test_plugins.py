@@ -242,6 +242,9 @@ def test_task_file_and_model_file_run_and_resume_from_elsewhere(tmp_path: Path) 
     assert res["status"] == "complete" and res["metrics"]["accuracy"]["value"] == 1.0
     first = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[0])
     assert first["target"] == "word0!"
+    rescored = cli("score", str(run_dir), cwd=tmp_path)
+    assert rescored.returncode == 0, rescored.stderr
+    assert results(run_dir)["metrics"]["accuracy"]["value"] == 1.0
 
     bad = one_line_error(cli("run", "--task-file", str(plugin / "my_task.py:Missing"), "--model", "mock",
                              "--data", str(data), "--out", str(out)))

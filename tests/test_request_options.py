@@ -128,7 +128,7 @@ def test_bad_extra_body_on_the_command_line_is_one_line_exit_2(tmp_path: Path) -
     data = tmp_path / "aime.jsonl"
     data.write_text(json.dumps({"id": "p1", "problem": "x", "answer": "2"}) + "\n")
     with ChatServer() as server:
-        for value, error in [("{oops", "not valid JSON"), ("[1]", "must be a JSON object")]:
+        for value, error in [("{oops", "must be a JSON object, got '{oops'"), ("[1]", "must be a JSON object, got [1]")]:
             done = cli("run", "aime2025", "--model", "openai/m", "--base-url", server.url, "--data",
                        str(data), "--out", str(tmp_path / "runs"), "-O", f"extra_body={value}")
             assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
