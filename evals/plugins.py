@@ -36,7 +36,7 @@ TASK_DEFAULTS: dict[str, Any] = {"prompt_template": "", "default_repeats": 1, "j
 class Found:
     name: str
     target: str  # "module:Class"
-    origin: str  # "built-in", "entry point (package NAME VERSION)", "file PATH"
+    origin: str  # "entry point (package NAME VERSION)"
 
 
 def entry_points(group: str) -> dict[str, Found]:
