@@ -193,7 +193,14 @@ def test_installed_plugin_runs_resumes_reports_and_gates(plugin_env: dict[str, s
     assert rep.returncode == 0, rep.stderr
     assert "demo_echo" in html.read_text()
     doc = json.loads(schema.read_text())
-    assert doc["runs"][0]["task"] == "demo_echo" and doc["runs"][0]["metrics"]["accuracy"]["value"] == 1.0
+    assert (doc["schema"], doc["schema_version"]) == ("step3vl-eval/results", 1)
+    (entry,) = doc["runs"]
+    assert entry["task"] == "demo_echo" and entry["status"] == "complete" and entry["headline"] == "accuracy"
+    assert entry["metrics"]["accuracy"] == {k: res["metrics"]["accuracy"][k] for k in ("value", "ci", "n", "method")}
+    assert entry["breakdowns"]["category"]["a"]["n"] == 20 and entry["counts"]["requests"] == 40
+    assert run_dir.name.endswith("-" + entry["spec_hash"]) and entry["spec"] == res["spec"]
+    stdout = cli("report", str(out), "--json", "-", env=plugin_env)  # a folder of run dirs, JSON on stdout
+    assert stdout.returncode == 0 and json.loads(stdout.stdout)["runs"][0]["run_id"] == run_dir.name
 
     worse = cli(*base, "-O", "wrong_every=2", env=plugin_env)  # every other answer spoiled: a regression
     assert worse.returncode == 0, worse.stderr
