@@ -8,6 +8,7 @@ stderr, nothing written into an existing run dir); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -20,6 +21,8 @@ RUN_EXAMPLE = """examples:
   step3vl-eval run mmmu --model openai/step3-vl --mode pacore --limit 50
   step3vl-eval run mathvision --model replay:preds.jsonl --data MATH-V/data/test.jsonl
   step3vl-eval run aime2025 --config eval.toml --samples 8     (flags override the file)
+  step3vl-eval run mmmu --model openai/qwen3-vl -O extra_body='{"chat_template_kwargs": {"enable_thinking": true}}'
+  step3vl-eval run --task-file my_task.py:MyTask --model mock --log-to mlflow
 """
 
 # Flags a config file may set, with how to read them; anything else in the file is an error.
@@ -30,7 +33,7 @@ CONFIG_KEYS: dict[str, type] = {
     "trust_remote_code": bool, "batch_size": int, "dtype": str, "device_map": str,
     "tensor_parallel_size": int, "data_parallel_size": int, "max_model_len": int,
     "gpu_memory_utilization": float, "judge": str, "pacore_widths": str, "pacore_pool": int,
-    "adapter_options": dict, "task_options": dict,
+    "adapter_options": dict, "task_options": dict, "system_prompt": str, "task_file": str, "log_to": list,
 }
 ADAPTER_FLAGS = ("trust_remote_code", "batch_size", "dtype", "device_map", "tensor_parallel_size",
                  "data_parallel_size", "max_model_len", "gpu_memory_utilization")
@@ -80,6 +83,11 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument("--pacore-pool", type=int, help="PaCoRe avg@k shortcut: pool size of round-0 replies")
     p.add_argument("-O", dest="adapter_option", action="append", metavar="KEY=VALUE", help="adapter option")
     p.add_argument("-T", dest="task_option", action="append", metavar="KEY=VALUE", help="task option")
+    p.add_argument("--system-prompt", help="a system message before every prompt (part of the run's identity)")
+    p.add_argument("--task-file", metavar="PATH.py:CLASS", help="run a task class from a Python file "
+                   "(docs/plugins.md); its name is added to the tasks")
+    p.add_argument("--log-to", action="append", choices=["mlflow", "wandb"],
+                   help="also log the run to an experiment tracker (repeatable; docs/trackers.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -146,6 +154,7 @@ def build_parser() -> ArgumentParser:
     r.add_argument("--html", help="write the HTML report (leaderboard, breakdowns, compute, sample explorer)")
     r.add_argument("--csv", help="write the tidy CSV (one row per run, task, metric, category)")
     r.add_argument("--md", help="write the Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+    r.add_argument("--json", help="write the results in the versioned JSON schema of docs/reports.md (- for stdout)")
     r.add_argument("--title", help="page and summary title")
     r.add_argument("--no-samples", action="store_true", help="HTML without the sample explorer (a small file)")
     r.add_argument("--max-chars", type=int, help="cut each explorer text to N characters, head and tail kept "
@@ -164,6 +173,11 @@ def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
 
 
 def coerce(value: str) -> Any:
+    if value[:1] in ("{", "["):  # a JSON object or list, e.g. -O extra_body='{"top_k": 20}'
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # not JSON after all (a template?): the option's reader judges the text
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
     for kind in (int, float):
@@ -247,7 +261,8 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
 
     if not opts.get("model"):
         raise UserError("--model is required (e.g. --model openai/step3-vl)")
-    task = get_task(task_name, opts["task_options"])
+    task_file = opts.get("task_file") if task_name == opts.get("file_task_name") else None
+    task = get_task(task_name, opts["task_options"], task_file)
     params = replace(task.default_params, **{k: opts[k] for k in PARAM_FLAGS if k in opts})
     if params.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
@@ -268,7 +283,9 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
                    data=data_for(task_name, opts.get("data"), opts["tasks"]),
                    pacore_widths=parse_widths(opts.get("pacore_widths")))
     simple = {f.name for f in fields(RunSpec)} & {"mode", "limit", "seed", "split", "concurrency", "timeout",
-                                                   "max_retries", "api_key_env", "out", "pacore_pool"}
+                                                   "max_retries", "api_key_env", "out", "pacore_pool",
+                                                   "system_prompt"}
+    spec = replace(spec, task_file=task_file)
     spec = replace(spec, **{k: opts[k] for k in simple if k in opts})
     if opts.get("base_url"):
         spec.base_urls = list(opts["base_url"])
@@ -299,8 +316,29 @@ def print_summary(run_dir: Path, result: RunResult) -> None:
     console.print(f"results: {run_dir / 'results.json'}")
 
 
+def add_file_task(opts: dict[str, Any]) -> None:
+    """`--task-file path.py:Class`: an absolute path (a resume from elsewhere finds it), and its
+    task's name added to the tasks to run."""
+    from tasks import task_from_file
+
+    if not opts.get("task_file"):
+        return
+    path, sep, cls = str(opts["task_file"]).rpartition(":")
+    if sep and path:
+        opts["task_file"] = f"{Path(path).resolve()}:{cls}"
+    name = task_from_file(opts["task_file"], opts["task_options"]).name
+    opts["file_task_name"] = name
+    if name not in opts["tasks"]:
+        opts["tasks"].append(name)
+
+
+def merged_log_to(args: argparse.Namespace) -> list[str]:
+    configured = read_config(args.config).get("log_to", []) if args.config else []
+    return list(dict.fromkeys([*configured, *(args.log_to or [])]))
+
+
 def command_run(args: argparse.Namespace) -> int:
-    from evals import runner
+    from evals import runner, trackers
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -312,13 +350,17 @@ def command_run(args: argparse.Namespace) -> int:
         jobs = [(spec, run_dir)]
     else:
         opts = merged_options(args)
-        opts["tasks"] = opts.get("tasks") or []
+        opts["tasks"] = list(opts.get("tasks") or [])
+        add_file_task(opts)
         if not opts["tasks"]:
             raise UserError("name at least one task (see `step3vl-eval list`)")
         jobs = [(spec_for(t, opts), None) for t in opts["tasks"]]
     status = 0
+    log_to = list(args.log_to or []) if args.resume else list(merged_log_to(args))
     for spec, run_dir in jobs:
-        out_dir, result = runner.run(spec, run_dir, show_progress=not args.quiet)
+        tracking = trackers.Tracking(spec, log_to)
+        out_dir, result = runner.run(spec, run_dir, show_progress=not args.quiet, on_start=tracking.start)
+        tracking.finish(out_dir, result)
         print_summary(out_dir, result)
         if result.counts.get("errors"):
             print(f"{result.counts['errors']} requests failed after retries; rerun the same command "
@@ -337,11 +379,17 @@ def command_score(args: argparse.Namespace) -> int:
 
 def command_list(args: argparse.Namespace) -> int:
     from evals.modes import MODES
-    from model_adapters import ADAPTERS
-    from tasks import TASKS
+    from model_adapters import adapter_origins
+    from tasks import task_origins
 
-    print("tasks:    " + ", ".join(TASKS))
-    print("adapters: " + ", ".join(ADAPTERS) + "   (mock is a scripted smoke-test tool)")
+    tasks, adapters = task_origins(), adapter_origins()
+    width = max(len(name) for name, _ in [*tasks, *adapters]) + 2
+    print("tasks:")
+    for name, origin in tasks:
+        print(f"  {name:<{width}}{origin}")
+    print("adapters:")
+    for name, origin in adapters:
+        print(f"  {name:<{width}}{origin}" + ("   (a scripted smoke-test tool)" if name == "mock" else ""))
     print("modes:    " + ", ".join(MODES))
     return 0
 

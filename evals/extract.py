@@ -12,26 +12,29 @@ from evals.choice import final_answer_letter
 THINK_END = "</think>"
 
 
-def split_thinking(text: str) -> tuple[str, str]:
-    """Split raw model output at the last `</think>` into (reasoning, answer).
+def split_thinking(text: str, think_end: str = THINK_END) -> tuple[str, str]:
+    """Split raw model output at the last `think_end` (default `</think>`) into (reasoning, answer).
 
     The Step3-VL generation prompt already opens `<think>`, so the output usually holds only the
-    closing tag. Without a closing tag the whole text is the answer and the reasoning is empty.
+    closing tag. An opening tag matching the marker (`<think>` for `</think>`) at the start is
+    dropped. Without the marker the whole text is the answer and the reasoning is empty.
     """
-    head, sep, tail = text.rpartition(THINK_END)
+    head, sep, tail = text.rpartition(think_end)
     if not sep:
         return "", text
-    reasoning = head.split("<think>", 1)[1] if head.lstrip().startswith("<think>") else head
-    return reasoning.strip(), tail.strip()
+    opening = "<" + think_end[2:] if think_end.startswith("</") else None
+    if opening and head.lstrip().startswith(opening):
+        head = head.split(opening, 1)[1]
+    return head.strip(), tail.strip()
 
 
-def split_output(raw: str, finish_reason: str | None) -> tuple[str, str]:
-    """(reasoning, answer) of a raw completion whose prompt may have opened `<think>`.
+def split_output(raw: str, finish_reason: str | None, think_end: str = THINK_END) -> tuple[str, str]:
+    """(reasoning, answer) of a raw completion whose prompt may have opened the reasoning.
 
-    A completion cut by the token limit before any `</think>` is all reasoning: it has no answer.
+    A completion cut by the token limit before any `think_end` is all reasoning: it has no answer.
     """
-    if THINK_END in raw:
-        return split_thinking(raw)
+    if think_end in raw:
+        return split_thinking(raw, think_end)
     if finish_reason == "length":
         return raw.strip(), ""
     return "", raw.strip()

@@ -25,7 +25,7 @@ from evals.progress import RunProgress
 from evals.scoring import score_many, score_response
 from evals.thumbnails import save_inline_thumbnails
 from evals.types import (
-    Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
+    Message, Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
     messages_digest, response_from_dict, scored_from_dict,
 )
 from model_adapters import load_adapter
@@ -35,6 +35,15 @@ from tasks import get_task
 def request_seed(seed: int, sample_id: str, repeat: int) -> int:
     """Distinct, reproducible per (run seed, sample, repeat): sampled repeats must differ."""
     return (seed * 1_000_003 + zlib.crc32(sample_id.encode()) + repeat * 7919) % (2**31 - 1)
+
+
+def load_samples(task: Task, spec: RunSpec) -> list[Sample]:
+    """The task's samples, with `--system-prompt` as a first system message when given."""
+    samples = task.load(spec.data, spec.split, spec.limit)
+    if spec.system_prompt:
+        system = Message("system", [Text(spec.system_prompt)])
+        samples = [replace(s, messages=[system, *s.messages]) for s in samples]
+    return samples
 
 
 def build_requests(samples: list[Sample], spec: RunSpec) -> list[Request]:
@@ -220,9 +229,11 @@ def write_result(run_dir: Path, result: RunResult) -> None:
     store.write_json_atomic(run_dir / store.RESULTS, asdict(result))
 
 
-def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) -> tuple[Path, RunResult]:
-    task = get_task(spec.task, spec.task_options)
-    samples = task.load(spec.data, spec.split, spec.limit)
+def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
+        on_start: Any = None) -> tuple[Path, RunResult]:
+    """`on_start(run_dir)` is called once the run dir is ready, before any request (trackers)."""
+    task = get_task(spec.task, spec.task_options, spec.task_file)
+    samples = load_samples(task, spec)
     if not samples:
         raise UserError(f"no samples in the data for {spec.task}")
     by_id = {s.id: s for s in samples}
@@ -233,6 +244,8 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True) 
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
     kept = prepare_run_dir(run_dir, spec, prov)  # refuses a foreign or damaged run dir untouched
     task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
+    if on_start is not None:
+        on_start(run_dir)
     try:
         started = time.time()
         result = RunResult(run_dir.name, "running", spec, provenance={**prov, "started": started})
@@ -300,8 +313,8 @@ def rescore(run_dir: Path) -> RunResult:
     """Score a finished run's saved responses again, without the model."""
     previous = store.load_result(run_dir)
     spec = previous.spec
-    task = get_task(spec.task, spec.task_options)
-    samples = task.load(spec.data, spec.split, spec.limit)
+    task = get_task(spec.task, spec.task_options, spec.task_file)
+    samples = load_samples(task, spec)
     task.judge = make_judge(spec, run_dir)  # its cache makes re-scoring free
     by_id = {s.id: s for s in samples}
     records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())

@@ -25,7 +25,9 @@ LOG = "run.log"
 CALLS = "calls.jsonl"  # sub-calls of a mode (PaCoRe rounds), cached for resume
 
 # Fields that do not change what a run measures: they stay out of the run id and the protocol.
-OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls", "api_key_env"}
+OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls", "api_key_env", "task_file"}
+# Fields added after runs existed: left out of the identity while unset, so older run ids still match.
+LATER_FIELDS = {"system_prompt"}
 OPERATIONAL_ADAPTER_OPTIONS = {"batch_size", "device_map", "gpu_memory_utilization", "tensor_parallel_size",
                                "data_parallel_size", "mock_delay", "backoff_base"}
 
@@ -34,6 +36,9 @@ def spec_identity(spec: RunSpec) -> dict[str, Any]:
     d = asdict(spec)
     for name in OPERATIONAL_FIELDS:
         d.pop(name, None)
+    for name in LATER_FIELDS:
+        if d.get(name) is None:
+            d.pop(name, None)
     d["adapter_options"] = {k: v for k, v in d["adapter_options"].items() if k not in OPERATIONAL_ADAPTER_OPTIONS}
     return d
 

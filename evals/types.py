@@ -163,6 +163,8 @@ class RunSpec:
     adapter_options: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
     out: str = "runs"
+    system_prompt: str | None = None  # a system message put before every sample's messages
+    task_file: str | None = None  # `path.py:ClassName` of a task loaded from a file (--task-file)
 
 
 @dataclass
@@ -177,7 +179,9 @@ class RunResult:
 
 
 class Adapter(Protocol):
-    """A backend. `on_response` is called (in the caller's thread) as each request finishes."""
+    """A backend, built as `Adapter(name, spec)`. `generate` returns one Response per Request, in
+    order; `on_response` is called (in the caller's thread) as each request finishes. A failed
+    request is a Response with `error` set, not an exception (docs/plugins.md)."""
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]: ...
 
@@ -251,7 +255,11 @@ def messages_digest(messages: list[Message]) -> str:
 
 
 class Task(Protocol):
-    """One benchmark (one module in `tasks/`). See tasks/aime2025.py for the model to follow."""
+    """One benchmark (one module in `tasks/`). See tasks/aime2025.py for the model to follow.
+
+    A task from outside the package (docs/plugins.md) needs `name`, `load`, `score` and
+    `aggregate`; `default_params`, `default_repeats` and `prompt_template` get defaults
+    (evals/plugins.py), and the runner sets `judge`."""
 
     name: str
     prompt_template: str

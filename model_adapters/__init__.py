@@ -1,7 +1,9 @@
 """Backends: one module each, imported lazily so that `import evals` never imports torch or vllm.
 
 `--model` takes `provider/name` (`openai/step3-vl`, `hf/stepfun-ai/Step3-VL-10B`,
-`vllm/stepfun-ai/Step3-VL-10B`), `replay:FILE`, or `mock` (a scripted smoke-test tool).
+`vllm/stepfun-ai/Step3-VL-10B`), `replay:FILE`, `mock` (a scripted smoke-test tool),
+`file:path.py:ClassName` (an adapter class in one file), or `PROVIDER/name` for an adapter that an
+installed package declares in the `step3vl_eval.adapters` entry points (evals/plugins.py).
 """
 
 from __future__ import annotations
@@ -17,21 +19,46 @@ ADAPTERS: dict[str, str] = {
     "replay": "model_adapters.replay:ReplayAdapter",
     "mock": "model_adapters.mock:MockAdapter",
 }
+FILE_PROVIDER = "file"  # --model file:path.py:ClassName
 
 
 def parse_model(model: str) -> tuple[str, str]:
     """`openai/step3-vl` -> (openai, step3-vl); `replay:preds.jsonl` -> (replay, preds.jsonl); `mock` -> (mock, "")."""
+    from evals import plugins
+
+    if model.startswith(FILE_PROVIDER + ":"):
+        return FILE_PROVIDER, model[len(FILE_PROVIDER) + 1:]
+    found = provider_in(model, ADAPTERS)
+    if found:
+        return found
+    installed = plugins.entry_points(plugins.ADAPTER_GROUP)  # read only when no built-in matches
+    found = provider_in(model, installed)
+    if found:
+        return found
+    names = [*ADAPTERS, *(n for n in installed if n not in ADAPTERS)]
+    raise UserError(f"unknown adapter in --model {model!r} (use one of: {', '.join(names)}, as provider/name; "
+                    "or file:path.py:ClassName)")
+
+
+def provider_in(model: str, known: dict) -> tuple[str, str] | None:
     for sep in ("/", ":"):
         provider, found, name = model.partition(sep)
-        if found and provider in ADAPTERS:
+        if found and provider in known:
             return provider, name
-    if model in ADAPTERS:
-        return model, ""
-    raise UserError(f"unknown adapter in --model {model!r} (use one of: {', '.join(ADAPTERS)}, as provider/name)")
+    return (model, "") if model in known else None
 
 
 def load_adapter(spec: RunSpec) -> Adapter:
+    from evals import plugins
+
     provider, name = parse_model(spec.model)
+    if provider == FILE_PROVIDER:  # the class gets name "" (its settings come with -O)
+        what = f"--model {spec.model}"
+        return plugins.build_adapter(plugins.import_file(name, "--model file:"), "", spec, what)
+    if provider not in ADAPTERS:
+        found = plugins.entry_points(plugins.ADAPTER_GROUP)[provider]
+        what = f"adapter {provider!r} ({found.origin})"
+        return plugins.build_adapter(plugins.import_target(found.target, what), name, spec, what)
     module, cls = ADAPTERS[provider].split(":")
     try:
         mod = importlib.import_module(module)
@@ -40,3 +67,13 @@ def load_adapter(spec: RunSpec) -> Adapter:
         hint = f" (pip install 'step3vl-eval[{extra}]')" if extra else ""
         raise UserError(f"the {provider} adapter needs {exc.name or exc}{hint}") from None
     return getattr(mod, cls)(name, spec)
+
+
+def adapter_origins() -> list[tuple[str, str]]:
+    """(provider, where it comes from) for every adapter `--model` can name; imports nothing."""
+    from evals import plugins
+
+    rows = [(name, "built-in") for name in ADAPTERS]
+    for name, found in plugins.entry_points(plugins.ADAPTER_GROUP).items():
+        rows.append((name, found.origin + (" [ignored: a built-in has this name]" if name in ADAPTERS else "")))
+    return rows

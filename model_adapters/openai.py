@@ -17,7 +17,12 @@ CPU per request; aiohttp's costs ~0.3 ms (docs/performance.md has the figures).
 - Several base URLs share the load (least in flight first): a fleet serving one model.
 - The API key comes from the environment (`OPENAI_API_KEY` or `--api-key-env NAME`) and is only
   ever put in a request header; a loopback or private server needs none.
-- Reasoning from `reasoning_content` / `reasoning`, or split at the last `</think>`.
+- Reasoning from `reasoning_content` / `reasoning`, or split at the last `</think>`;
+  `-O reasoning_field=NAME` reads another message field, `-O think_end=MARKER` splits at another
+  marker (Qwen3-VL, gpt-oss, Kimi and others differ).
+- `-O extra_body='{...}'` (a JSON object) is merged into every request body at the top level, as
+  the `openai` SDK's `extra_body` is (e.g. `{"chat_template_kwargs": {"enable_thinking": true}}`);
+  it is part of the run spec, so it changes the run id.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from evals.extract import split_output
+from evals.extract import THINK_END, split_output
 from evals.types import Image, Message, Request, Response, RunSpec, Text, Usage, UserError
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
@@ -125,7 +130,8 @@ def data_url(image: Image, cache: OrderedDict[str, str]) -> str:
     return url
 
 
-def parse_completion(body: bytes, key: str) -> Response:
+def parse_completion(body: bytes, key: str, think_end: str = THINK_END,
+                     reasoning_field: str | None = None) -> Response:
     try:
         data = json.loads(body)
         choice = data["choices"][0]
@@ -133,18 +139,35 @@ def parse_completion(body: bytes, key: str) -> Response:
     except (ValueError, KeyError, IndexError, TypeError):
         raise RetryableError("malformed response body (no choices[0].message)") from None
     content = message.get("content") or ""
-    reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
+    fields = (reasoning_field,) if reasoning_field else ("reasoning_content", "reasoning")
+    reasoning = next((message[f] for f in fields if isinstance(message.get(f), str) and message[f]), "")
     finish = choice.get("finish_reason")
     if not reasoning:
-        reasoning, content = split_output(content, finish)
-    elif "</think>" in content:
-        extra, content = split_output(content, finish)
+        reasoning, content = split_output(content, finish, think_end)
+    elif think_end in content:
+        extra, content = split_output(content, finish, think_end)
         reasoning = f"{reasoning}\n{extra}".strip()
     usage = data.get("usage") or {}
     return Response(
         key=key, text=content.strip(), reasoning=reasoning.strip(), finish_reason=finish,
         usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
     )
+
+
+def extra_body_option(value: Any) -> dict[str, Any]:
+    """`-O extra_body=` as a dict: a JSON object (the CLI parses it), or its text (a config file)."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise UserError(f"-O extra_body must be a JSON object, got {value!r}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"-O extra_body must be a JSON object, got {json.dumps(value)}")
+    if "messages" in value or "model" in value:
+        raise UserError("-O extra_body may not replace 'messages' or 'model'")
+    return value
 
 
 class AdaptiveLimit:
@@ -197,6 +220,9 @@ class OpenAIAdapter:
         self.max_retries = spec.max_retries
         self.options = spec.adapter_options
         self.backoff_base = float(self.options.get("backoff_base", BACKOFF_BASE))
+        self.extra_body = extra_body_option(self.options.get("extra_body"))
+        self.think_end = str(self.options.get("think_end") or THINK_END)
+        self.reasoning_field = str(self.options["reasoning_field"]) if self.options.get("reasoning_field") else None
         self.api_key = os.environ.get(spec.api_key_env) or None
         if self.api_key is None and not all(is_local(u) for u in self.base_urls):
             raise UserError(f"no API key for {self.base_urls[0]}: set {spec.api_key_env} "
@@ -250,6 +276,7 @@ class OpenAIAdapter:
             body["seed"] = p.seed
         if p.top_k and p.top_k > 0:
             body["top_k"] = p.top_k  # a vLLM/SGLang extension; hosted APIs reject it
+        body.update(self.extra_body)
         return json.dumps(body, ensure_ascii=False).encode()
 
     def pick_url(self) -> str:
@@ -276,7 +303,7 @@ class OpenAIAdapter:
             raise RetryableError(f"HTTP {status}", parse_retry_after(retry_after))
         if status >= 400:
             raise FatalServerError(f"HTTP {status}: {content[:300].decode('utf-8', 'replace')}")
-        return parse_completion(content, req.key)
+        return parse_completion(content, req.key, self.think_end, self.reasoning_field)
 
     async def send(self, session: aiohttp.ClientSession, limit: AdaptiveLimit, req: Request) -> Response:
         start = time.perf_counter()

@@ -5,7 +5,9 @@
   samples.jsonl, whose records hold `response.text`),
 - a JSON object `{id: prediction}` (MMMU's `total_val_output.json`) or `{id: {"response": ...}}`,
 - a JSON list of `{"id": ..., "response": ...}` (MMMU's per-subject `output.json`),
-- or a folder: every `*.json` / `*.jsonl` under it (MMMU's per-subject folders).
+- a VLMEvalKit prediction file (`.xlsx` / `.tsv` with `index` and `prediction`) or an lmms-eval
+  `--log_samples` file (model_adapters/formats.py),
+- or a folder: every `*.json` / `*.jsonl` / `*.xlsx` / `*.tsv` under it (MMMU's per-subject folders).
 A record found by `key` (`<id>#<repeat>`) answers that repeat; one found by `id` answers every repeat.
 A request with no prediction becomes an error record (counted, never scored as a wrong answer).
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from evals.extract import split_thinking
 from evals.types import Request, Response, RunSpec, UserError
+from model_adapters.formats import VLMEVALKIT_SUFFIXES, foreign_records
 
 RESPONSE_FIELDS = ("response", "prediction", "output", "text")
 
@@ -40,6 +43,9 @@ def _text_of(value: Any) -> str | None:
 
 def _records_in(path: Path) -> list[tuple[str, Any]]:
     """(id or key, raw value) pairs from one file."""
+    foreign = foreign_records(path)
+    if foreign is not None:
+        return foreign
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -74,7 +80,7 @@ def _records_in(path: Path) -> list[tuple[str, Any]]:
 def load_predictions(path: Path) -> dict[str, str]:
     if not path.exists():
         raise UserError(f"predictions file does not exist: {path}")
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl", *VLMEVALKIT_SUFFIXES)) if path.is_dir() else [path]
     predictions: dict[str, str] = {}
     found_in: dict[str, Path] = {}
     for f in files:

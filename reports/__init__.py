@@ -10,6 +10,7 @@ their prompts point to, for thumbnails), set beside the STEP3-VL-10B report's pu
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -28,14 +29,14 @@ def write_output(path: str, text: str) -> Path:
 
 def build_report(run_dirs: list[str], html: str | None = None, csv: str | None = None, md: str | None = None,
                  title: str = DEFAULT_TITLE, with_samples: bool = True,
-                 max_chars: int = DEFAULT_MAX_CHARS) -> list[Path]:
+                 max_chars: int = DEFAULT_MAX_CHARS, json_out: str | None = None) -> list[Path]:
     """Read the run dirs and write the outputs asked for; returns the paths written."""
     from reports.csv_md import render_csv, render_markdown
     from reports.leaderboard import columns_for, load_published
     from reports.runs import assign_anchors, group_rows, load_runs
 
-    if not (html or csv or md):
-        raise UserError("say what to write: --html FILE, --csv FILE and/or --md FILE")
+    if not (html or csv or md or json_out):
+        raise UserError("say what to write: --html FILE, --csv FILE, --md FILE and/or --json FILE")
     runs = load_runs(run_dirs)
     rows = group_rows(runs)
     shown = assign_anchors(rows)
@@ -49,6 +50,12 @@ def build_report(run_dirs: list[str], html: str | None = None, csv: str | None =
         written.append(write_output(csv, render_csv(rows, published)))
     if md:
         written.append(write_output(md, render_markdown(rows, columns_for(shown, published), published, title)))
+    if json_out:
+        from reports.results_json import write_results_json
+
+        write_results_json(run_dirs, json_out)
+        if json_out != "-":
+            written.append(Path(json_out))
     return written
 
 
@@ -57,10 +64,12 @@ def cli_command(args: argparse.Namespace) -> int:
     max_chars = DEFAULT_MAX_CHARS if args.max_chars is None else args.max_chars
     if max_chars < 0:
         raise UserError("--max-chars must be 0 (no cut) or more")
+    json_out = getattr(args, "json", None)
     written = build_report(args.run_dirs, args.html, args.csv, args.md, args.title or DEFAULT_TITLE,
-                           not args.no_samples, max_chars)
+                           not args.no_samples, max_chars, json_out)
     elapsed = time.perf_counter() - started
+    log = sys.stderr if json_out == "-" else sys.stdout  # stdout holds the JSON document
     for path in written:
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    print(f"report done in {elapsed:.2f} s")
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)", file=log)
+    print(f"report done in {elapsed:.2f} s", file=log)
     return 0

@@ -17,7 +17,7 @@ from evals import store
 from evals.types import RunResult, UserError
 
 # Spec fields that define a row: the same model, mode and settings across tasks.
-ROW_FIELDS = ("model", "mode", "adapter_options", "judge", "pacore_widths", "pacore_pool")
+ROW_FIELDS = ("model", "mode", "adapter_options", "system_prompt", "judge", "pacore_widths", "pacore_pool")
 # Spec fields that only tell two runs of the same task and configuration apart.
 VARIANT_FIELDS = ("params", "repeats", "limit", "seed", "data", "split", "task_options")
 

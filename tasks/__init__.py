@@ -1,8 +1,11 @@
-"""Benchmarks: one module each. `TASKS` is the one place that names them (no import-time registry)."""
+"""Benchmarks: one module each. `TASKS` is the one place that names the built-ins (no import-time
+registry); tasks from other packages come from the `step3vl_eval.tasks` entry points, or from one
+file with `--task-file path.py:ClassName` (evals/plugins.py, docs/plugins.md)."""
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from evals.types import Task, UserError
 
@@ -16,13 +19,50 @@ TASKS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def get_task(name: str, options: dict[str, str] | None = None) -> Task:
-    """Build a task; `options` (`-T key=value` on the CLI) go to its constructor."""
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
-    target, kwargs = TASKS[name]
-    module, cls = target.split(":")
-    try:
-        return getattr(importlib.import_module(module), cls)(**{**kwargs, **(options or {})})
-    except TypeError as exc:
-        raise UserError(f"bad task option for {name}: {exc}") from None
+def get_task(name: str, options: dict[str, Any] | None = None, task_file: str | None = None) -> Task:
+    """Build a task; `options` (`-T key=value` on the CLI) go to its constructor.
+
+    A built-in name first, then the task in `task_file` (`path.py:ClassName`), then an installed
+    entry point of that name."""
+    from evals import plugins
+
+    options = options or {}
+    if name in TASKS:
+        target, kwargs = TASKS[name]
+        module, cls = target.split(":")
+        try:
+            return getattr(importlib.import_module(module), cls)(**{**kwargs, **options})
+        except TypeError as exc:
+            raise UserError(f"bad task option for {name}: {exc}") from None
+    if task_file:
+        task = task_from_file(task_file, options)
+        if task.name != name:
+            raise UserError(f"--task-file {task_file}: the task is named {task.name!r}, not {name!r}")
+        return task
+    found = plugins.entry_points(plugins.TASK_GROUP).get(name)
+    if found is None:
+        known = sorted({*TASKS, *plugins.entry_points(plugins.TASK_GROUP)})
+        raise UserError(f"unknown task {name!r} (known: {', '.join(known)}; or --task-file path.py:ClassName)")
+    what = f"task {name!r} ({found.origin})"
+    task = plugins.build_task(plugins.import_target(found.target, what), options, what)
+    if task.name != name:
+        raise UserError(f"{what}: the task calls itself {task.name!r}; name the entry point the same")
+    return task
+
+
+def task_from_file(task_file: str, options: dict[str, Any] | None = None) -> Task:
+    """The task class in `path.py:ClassName`, built with `options`."""
+    from evals import plugins
+
+    what = f"--task-file {task_file}"
+    return plugins.build_task(plugins.import_file(task_file, "--task-file"), options or {}, what)
+
+
+def task_origins() -> list[tuple[str, str]]:
+    """(name, where it comes from) for every task `run` can find, built-ins first; imports nothing."""
+    from evals import plugins
+
+    rows = [(name, "built-in") for name in TASKS]
+    for name, found in plugins.entry_points(plugins.TASK_GROUP).items():
+        rows.append((name, found.origin + (" [ignored: a built-in has this name]" if name in TASKS else "")))
+    return rows

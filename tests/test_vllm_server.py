@@ -133,3 +133,33 @@ def test_cli_runs_mathvision_against_the_server(vllm_server: str, mathvision_ima
     assert json.loads((run_dir / "results.json").read_text())["status"] == "complete"
     records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert [r["response"]["usage"]["completion_tokens"] for r in records] == [6, 6, 6]
+
+
+def test_extra_body_and_system_prompt_reach_vllms_chat_template(vllm_server: str, tmp_path: Path) -> None:
+    """`-O extra_body` with `chat_template_kwargs` is applied by vLLM: the tiny model's template opens
+    `<think>` when `enable_thinking` is set, so the server counts more prompt tokens; the system
+    prompt adds its own turn. Each variant is a run of its own (the run id covers the options)."""
+    data = tmp_path / "aime.jsonl"
+    data.write_text(json.dumps({"id": "p1", "problem": "What is the area of the square?", "answer": "4"}) + "\n")
+    out = tmp_path / "runs"
+
+    def prompt_tokens(*extra: str) -> tuple[str, int]:
+        before = set(out.iterdir()) if out.exists() else set()
+        proc = cli("run", "aime2025", "--model", f"openai/{SERVED_NAME}", "--base-url", vllm_server, "-k", "1",
+                   "--max-tokens", "4", "--data", str(data), "--out", str(out), "--quiet", *extra, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        (run_dir,) = set(out.iterdir()) - before
+        record = json.loads((run_dir / "samples.jsonl").read_text())
+        assert record["response"]["error"] is None
+        return run_dir.name, record["response"]["usage"]["prompt_tokens"]
+
+    def thinking(on: bool) -> str:
+        return "extra_body=" + json.dumps({"chat_template_kwargs": {"enable_thinking": on}})
+
+    plain_id, plain = prompt_tokens()
+    on_id, on = prompt_tokens("-O", thinking(True))
+    off_id, off = prompt_tokens("-O", thinking(False))
+    system_id, system = prompt_tokens("--system-prompt", "Be brief.")
+    assert on > plain == off  # "<think>\n" is in the prompt only when the kwarg reached the template
+    assert system > plain
+    assert len({plain_id, on_id, off_id, system_id}) == 4

@@ -51,7 +51,8 @@ IMAGE_PART = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
 def chat_template(open_think: bool = False) -> str:
-    """ChatML; image parts render where they sit among the text parts."""
+    """ChatML; image parts render where they sit among the text parts; `enable_thinking=True` (a
+    chat-template argument) opens `<think>` in the generation prompt."""
     generation = "<|im_start|>assistant\n" + ("<think>\n" if open_think else "")
     return (
         "{%- for message in messages -%}"
@@ -63,7 +64,10 @@ def chat_template(open_think: bool = False) -> str:
         "{%- endif -%}{%- endfor -%}{%- endif -%}"
         "{{- '<|im_end|>\\n' -}}"
         "{%- endfor -%}"
-        "{%- if add_generation_prompt -%}{{- '" + generation.replace("\n", "\\n") + "' -}}{%- endif -%}"
+        "{%- if add_generation_prompt -%}{{- '" + generation.replace("\n", "\\n") + "' -}}"
+        # a per-request switch, as Qwen3's template has: `chat_template_kwargs` in the request sets it
+        "{%- if enable_thinking is defined and enable_thinking -%}{{- '<think>\\n' -}}{%- endif -%}"
+        "{%- endif -%}"
     )
 
 
