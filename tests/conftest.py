@@ -17,7 +17,8 @@ from chat_server import ChatServer, Reply  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-STEP3VL_BUILD = REPO.parent / "shared" / "step3vl" / "build.py"
+# benchmarks/gpu_check.sh may point elsewhere (a device machine without ../shared beside the repo)
+STEP3VL_BUILD = Path(os.environ.get("STEP3VL_BUILD") or REPO.parent / "shared" / "step3vl" / "build.py")
 
 
 def shared_data(*parts: str) -> Path:
