@@ -9,6 +9,9 @@
   output does not depend on which batch it landed in. Temperature 0 means greedy.
 - Generation settings are exactly the request's (max tokens, temperature, top_p, top_k); the
   model's own `generation_config` sampling defaults are not applied, only its stop tokens.
+- Whether a model takes images is decided from what it is (`no_images_reason`): a remote-code
+  profile, else a processor whose call takes `images` and a config with vision settings. A request
+  with images for a text-only model fails alone, with one line saying why.
 - A missing or unreadable image fails that request (an error record, retried by `--resume`), not
   the run.
 - Every checkpoint is loaded with `output_loading_info=True`: a missing, unexpected or mismatched

@@ -224,6 +224,29 @@ def test_text_only_model_answers_text_and_refuses_images_per_request(tmp_path: P
     assert with_image.error == f"{tmp_path / 'text_lm'} takes no images (its processor takes no images: a text-only model)"
 
 
+class ProcessorTakingImages:
+    def __call__(self, text=None, images=None, **kwargs): ...
+
+
+class TokenizerLike:
+    def __call__(self, text, text_pair=None, **kwargs): ...
+
+
+STEP3 = hf.REMOTE_CODE_PROFILES["step_robotics"]
+
+
+@pytest.mark.parametrize("processor, config, profile, reason", [
+    (ProcessorTakingImages(), {"model_type": "qwen2_5_vl", "vision_config": {}}, None, None),
+    (ProcessorTakingImages(), {"model_type": "llava", "image_token_index": 32000}, None, None),
+    (TokenizerLike(), {"model_type": "qwen2"}, None, "its processor takes no images: a text-only model"),
+    (TokenizerLike(), {"model_type": "odd", "vision_config": {}}, None, "its processor takes no images: a text-only model"),
+    (ProcessorTakingImages(), {"model_type": "qwen2"}, None, "its config describes no vision part: a text-only model"),
+    (TokenizerLike(), {"model_type": "step_robotics"}, STEP3, None),  # the profile knows this model
+])
+def test_whether_a_model_takes_images_comes_from_what_it_is(processor, config, profile, reason) -> None:
+    assert hf.no_images_reason(processor, config, profile) == reason
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 
