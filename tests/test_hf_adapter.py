@@ -1,4 +1,6 @@
-"""The hf adapter on real tiny models (tests/tiny_vlm.py): batching, sampling, limits, Step3-VL guards.
+"""The hf adapter on real tiny models (tests/tiny_vlm.py): batching, sampling, limits, bad input.
+
+Step3-VL, on its own remote code, is tested in tests/test_step3vl.py.
 
 Random weights produce junk text: the tests assert on structure, token counts and determinism.
 """
@@ -6,7 +8,6 @@ Random weights produce junk text: the tests assert on structure, token counts an
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import shutil
@@ -36,13 +37,6 @@ def transformers_version() -> str:
     import transformers
 
     return transformers.__version__
-
-
-step3_transformers = pytest.mark.skipif(
-    not transformers_version().startswith("4.57."),
-    reason=f"Step3-VL's remote code needs transformers 4.57.x (installed: {transformers_version()}); "
-           "the refusal on other versions is tested below",
-)
 
 
 def png(color: str, size: tuple[int, int] = (64, 48)) -> Image:
@@ -226,7 +220,31 @@ def test_text_only_model_answers_text_and_refuses_images_per_request(tmp_path: P
     text, with_image = model.generate([request("t#0", [Text("Solve x + 1 = 2.")]),
                                        request("i#0", [png("red"), Text("What is shown?")])])
     assert text.error is None and text.usage.completion_tokens > 0
-    assert "takes no images" in with_image.error
+    assert not model.takes_images and not hf.call_takes_images(model.processor)  # its processor is its tokenizer
+    assert with_image.error == f"{tmp_path / 'text_lm'} takes no images (its processor takes no images: a text-only model)"
+
+
+class ProcessorTakingImages:
+    def __call__(self, text=None, images=None, **kwargs): ...
+
+
+class TokenizerLike:
+    def __call__(self, text, text_pair=None, **kwargs): ...
+
+
+STEP3 = hf.REMOTE_CODE_PROFILES["step_robotics"]
+
+
+@pytest.mark.parametrize("processor, config, profile, reason", [
+    (ProcessorTakingImages(), {"model_type": "qwen2_5_vl", "vision_config": {}}, None, None),
+    (ProcessorTakingImages(), {"model_type": "llava", "image_token_index": 32000}, None, None),
+    (TokenizerLike(), {"model_type": "qwen2"}, None, "its processor takes no images: a text-only model"),
+    (TokenizerLike(), {"model_type": "odd", "vision_config": {}}, None, "its processor takes no images: a text-only model"),
+    (ProcessorTakingImages(), {"model_type": "qwen2"}, None, "its config describes no vision part: a text-only model"),
+    (TokenizerLike(), {"model_type": "step_robotics"}, STEP3, None),  # the profile knows this model
+])
+def test_whether_a_model_takes_images_comes_from_what_it_is(processor, config, profile, reason) -> None:
+    assert hf.no_images_reason(processor, config, profile) == reason
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -245,14 +263,6 @@ def test_unreadable_image_fails_that_request_only(qwen: HFAdapter, tmp_path: Pat
     assert errors["ok#0"] is None and errors["ok2#0"] is None
     assert "nope.png" in errors["missing#0"] and "corrupt.png" in errors["corrupt#0"]
     assert capsys.readouterr().err.count("retrying it in smaller batches") == 1  # said once
-
-
-@step3_transformers
-def test_a_model_that_cannot_batch_still_answers_every_request(tiny_step3_like: Path) -> None:
-    model = adapter(tiny_step3_like, trust_remote_code=True)
-    model.batch_size = 4  # as if the adapter did not know this remote code cannot batch
-    responses = model.generate([request(f"r{i}#0", [png("red"), Text(f"q{i}")]) for i in range(3)])
-    assert [r.error for r in responses] == [None, None, None]
 
 
 @pytest.mark.parametrize("name, options, message", [
@@ -294,80 +304,7 @@ def test_missing_torch_is_a_one_line_user_error() -> None:
     assert out.stdout.strip() == "the hf adapter needs torch: pip install 'step3vl-eval[hf]'"
 
 
-# ---- Step3-VL guards (a tiny remote-code model with Step3-VL's layout) ----------------------
-
-
-def test_remote_code_model_without_the_flag_is_refused(tiny_step3_like: Path) -> None:
-    with pytest.raises(UserError, match="pass --trust-remote-code") as err:
-        adapter(tiny_step3_like)
-    assert "\n" not in str(err.value)
-
-
-@step3_transformers
-def test_step3_hub_layout_loads_cleanly_and_runs_one_request_at_a_time(tiny_step3_like: Path, capsys) -> None:
-    model = adapter(tiny_step3_like, trust_remote_code=True, batch_size=8)
-    assert capsys.readouterr().err.count("cannot batch: running one request at a time") == 1
-    assert model.batch_size == 1
-    widths: list[int] = []
-    model.model.model.language_model.register_forward_pre_hook(
-        lambda _module, _args, kwargs: widths.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True)
-    responses = model.generate([request(f"r{i}#0", [png("red"), Text(f"q{i}")]) for i in range(3)])
-    assert [r.error for r in responses] == [None, None, None]
-    assert set(widths) == {1}
-    assert all(r.usage.completion_tokens == 8 and r.finish_reason == "length" for r in responses)
-    # its generation prompt opens <think>: a cut reply is all reasoning
-    assert all(r.reasoning and r.text == "" for r in responses)
-
-
-@step3_transformers
-def test_step3_checkpoint_resaved_by_transformers_loads_cleanly(tmp_path: Path) -> None:
-    from tiny_vlm import build_tiny_step3_like
-
-    model = adapter(build_tiny_step3_like(tmp_path / "resaved", layout="resaved"), trust_remote_code=True)
-    [r] = model.generate([request("r#0", [png("red"), Text("q")])])
-    assert r.error is None
-
-
-def with_mapping(monkeypatch: pytest.MonkeyPatch, mapping: dict[str, str] | None) -> None:
-    profile = hf.REMOTE_CODE_PROFILES["step_robotics"]
-    monkeypatch.setitem(hf.REMOTE_CODE_PROFILES, "step_robotics", dataclasses.replace(profile, key_mapping=mapping))
-
-
-@step3_transformers
-def test_step3_without_key_mapping_stops_instead_of_running_random_weights(
-        tiny_step3_like: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with_mapping(monkeypatch, None)
-    with pytest.raises(UserError, match="missing keys.*unexpected keys.*newly initialised weights"):
-        adapter(tiny_step3_like, trust_remote_code=True)
-
-
-@step3_transformers
-def test_model_card_mapping_on_a_resaved_checkpoint_stops_on_the_projector(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tiny_vlm import build_tiny_step3_like
-
-    card = {  # the model card's rule lacks vit_large_projector in the lookahead
-        r"^vision_model": "model.vision_model",
-        r"^model(?!\.(language_model|vision_model))": "model.language_model",
-        r"^vit_large_projector": "model.vit_large_projector",
-    }
-    with_mapping(monkeypatch, card)
-    resaved = build_tiny_step3_like(tmp_path / "resaved", layout="resaved")
-    with pytest.raises(UserError, match=r"missing keys \(e\.g\. model\.vit_large_projector"):
-        adapter(resaved, trust_remote_code=True)
-
-
-@step3_transformers
-def test_checkpoint_missing_a_tensor_stops_the_run(tiny_step3_like: Path, tmp_path: Path) -> None:
-    from safetensors.torch import load_file, save_file
-
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_step3_like, broken)
-    weights = load_file(str(broken / "model.safetensors"))
-    del weights["vit_large_projector.weight"]
-    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(UserError, match=r"1 missing keys \(e\.g\. model\.vit_large_projector\.weight\)"):
-        adapter(broken, trust_remote_code=True)
+# ---- Step3-VL: the version guard (the model itself, from its own remote code: tests/test_step3vl.py) --
 
 
 @pytest.mark.parametrize("version, ok", [("4.57.6", True), ("4.57.1", True), ("4.56.2", False), ("5.0.0", False),
@@ -379,14 +316,6 @@ def test_step3_runs_only_on_transformers_4_57(version: str, ok: bool) -> None:
     else:
         with pytest.raises(UserError, match=r"transformers 4\.57\.x only .*pip install 'transformers==4\.57\.6'"):
             hf.check_transformers_version(version, profile)
-
-
-def test_step3_on_the_installed_transformers_loads_or_names_the_pin(tiny_step3_like: Path) -> None:
-    if transformers_version().startswith("4.57."):
-        assert adapter(tiny_step3_like, trust_remote_code=True).batch_size == 1
-    else:
-        with pytest.raises(UserError, match=r"^Step3-VL's remote code runs on transformers 4\.57\.x only"):
-            adapter(tiny_step3_like, trust_remote_code=True)
 
 
 # ---- through the CLI ------------------------------------------------------------------------
@@ -410,8 +339,8 @@ def test_cli_runs_mathvision_with_images_on_the_hf_adapter(tiny_qwen_vl: Path, m
         assert r["response"]["usage"]["prompt_tokens"] > 20  # the prompt, image tokens included
 
 
-def test_cli_names_the_flag_for_a_remote_code_model(tiny_step3_like: Path, aime_data: Path, tmp_path: Path) -> None:
-    proc = cli("run", "aime2025", "--model", f"hf/{tiny_step3_like}", "--data", str(aime_data), "--out",
+def test_cli_names_the_flag_for_a_remote_code_model(tiny_step3vl: Path, aime_data: Path, tmp_path: Path) -> None:
+    proc = cli("run", "aime2025", "--model", f"hf/{tiny_step3vl / 'tiny-hub'}", "--data", str(aime_data), "--out",
                str(tmp_path / "runs"), "--max-tokens", "4", env=ONE_THREAD, timeout=300)
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()

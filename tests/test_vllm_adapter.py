@@ -108,14 +108,14 @@ def vllm_python() -> str:
 
 
 @pytest.fixture(scope="module")
-def scenarios(tiny_qwen_vl: Path, tiny_step3_like: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def scenarios(tiny_qwen_vl: Path, tiny_step3vl: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     python = vllm_python()
     script = tmp_path_factory.mktemp("vllm_scenarios") / "scenarios.py"
     script.write_text(SCENARIOS)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}  # no usage report leaves the machine
     env.pop("VLLM_CPU_OMP_THREADS_BIND", None)
-    proc = subprocess.run([python, str(script), str(tiny_qwen_vl), json.dumps(CPU_ENGINE), str(tiny_step3_like)],
+    proc = subprocess.run([python, str(script), str(tiny_qwen_vl), json.dumps(CPU_ENGINE), str(tiny_step3vl / "tiny-hub")],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("SCENARIOS-JSON ")]
     assert proc.returncode == 0 and lines, (proc.stdout + proc.stderr)[-4000:]

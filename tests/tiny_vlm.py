@@ -1,6 +1,6 @@
 """Tiny random-weight vision-language models for tests (DESIGN §11); also a dev script.
 
-    python tests/tiny_vlm.py OUT_DIR [--step3]
+    python tests/tiny_vlm.py OUT_DIR
 
 `build_tiny_qwen_vl(dir)` writes a Qwen2.5-VL (native transformers classes, servable by vLLM):
 a byte-level BPE trained here (vocab 1024, the Qwen special tokens first), a ChatML chat template
@@ -9,11 +9,9 @@ at least 32), 2 layers, a 2-layer vision tower. About 1 MB; builds offline in se
 
 `build_tiny_text_lm(dir)` writes a text-only Qwen2 with the same tokenizer and template.
 
-`build_tiny_step3_like(dir)` writes a remote-code model shaped like Step3-VL for the loading guards:
-config `model_type` `step_robotics`, its own modeling file, weights saved with the hub's key layout
-(`model.*`, `vision_model.*`, `vit_large_projector.*`, `lm_head.*`), a generation prompt that opens
-`<think>`, and (like the real remote code) a forward pass that fails for a batch of more than one.
-`layout="resaved"` writes the key names transformers 4.57 uses inside the model instead.
+Step3-VL itself is not imitated here: the tests build a tiny one from the model's own remote code
+(`../shared/step3vl/build.py`, the `tiny_step3vl` fixture). `script_step3vl_reply(dir, out, reply)`
+re-weights such a model so that it gives a known reply (for `</think>` splitting and stops).
 
 Random weights produce junk: assert on structure, lengths and determinism, never on content.
 """
@@ -218,158 +216,55 @@ def build_tiny_text_lm(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
-# ---- a Step3-VL-shaped remote-code model ------------------------------------------------------
-
-STEP3_CONFIG_PY = '''
-from transformers import Qwen2Config
+# ---- the tiny Step3-VL (../shared/step3vl/build.py) made to give a known reply --------------------
 
 
-class StepVLConfig(Qwen2Config):
-    model_type = "step_robotics"
+def script_step3vl_reply(model_dir: str | Path, out_dir: str | Path, reply: str, strength: float = 60.0) -> Path:
+    """A copy of a tiny Step3-VL whose greedy (and, at temperature 1, almost surely sampled) reply is
+    `reply` followed by `<|im_end|>`, whatever the prompt and images.
 
-    def __init__(self, patch_dim=1176, vision_hidden=32, merge_tokens=4, image_token_id=0, **kwargs):
-        self.patch_dim = patch_dim
-        self.vision_hidden = vision_hidden
-        self.merge_tokens = merge_tokens
-        self.image_token_id = image_token_id
-        super().__init__(**kwargs)
-'''
+    The model's own code and processor run unchanged; only weight values differ. Every attention
+    output and MLP down-projection is zeroed, so the last hidden state is the normalised embedding of
+    the last token alone; the chain's tokens get orthogonal embeddings and `lm_head` maps each to the
+    next one. The chain starts at the generation prompt's last token (the `\\n` after `<think>`);
+    its tokens must be distinct. Random weights never reach `</think>`: this is how the tests see a
+    real `...</think>answer` reply stop on its own.
+    """
+    import shutil
 
-STEP3_MODELING_PY = '''
-import torch
-from torch import nn
-from transformers import GenerationMixin, PreTrainedModel, Qwen2Model
-from transformers.modeling_outputs import CausalLMOutputWithPast
-
-from .configuration_step_vl import StepVLConfig
-
-
-class StepVLPreTrainedModel(PreTrainedModel):
-    config_class = StepVLConfig
-    base_model_prefix = "model"
-    _supports_sdpa = True
-
-    def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(0.0, self.config.initializer_range)
-            if getattr(module, "bias", None) is not None:
-                module.bias.data.zero_()
-
-
-class PatchEncoder(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.proj = nn.Linear(config.patch_dim, config.vision_hidden)
-
-    def forward(self, pixel_values):
-        return torch.tanh(self.proj(pixel_values))
-
-
-class StepVLModel(StepVLPreTrainedModel):
-    def __init__(self, config):
-        super().__init__(config)
-        self.language_model = Qwen2Model(config)
-        self.vision_model = PatchEncoder(config)
-        self.vit_large_projector = nn.Linear(config.vision_hidden * config.merge_tokens, config.hidden_size)
-
-    def get_input_embeddings(self, input_ids=None, pixel_values=None):
-        embeds = self.language_model.embed_tokens(input_ids)
-        if pixel_values is None or not (input_ids == self.config.image_token_id).any():
-            return embeds
-        if input_ids.shape[0] > 1:
-            # The real Step3-VL remote code fails here for a batch of more than one.
-            raise RuntimeError("StepVL get_input_embeddings supports batch size 1 only")
-        feats = self.vision_model(pixel_values.to(embeds.dtype))
-        feats = self.vit_large_projector(feats.reshape(-1, self.config.vision_hidden * self.config.merge_tokens))
-        mask = (input_ids == self.config.image_token_id).unsqueeze(-1)
-        return embeds.masked_scatter(mask, feats.to(embeds.dtype))
-
-
-class StepVLForConditionalGeneration(StepVLPreTrainedModel, GenerationMixin):
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = StepVLModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
-
-    def get_input_embeddings(self):
-        return self.model.language_model.embed_tokens
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, pixel_values=None, image_grid_thw=None, use_cache=None,
-                cache_position=None, **kwargs):
-        if inputs_embeds is None:
-            inputs_embeds = self.model.get_input_embeddings(input_ids, pixel_values)
-        out = self.model.language_model(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, use_cache=use_cache, cache_position=cache_position,
-        )
-        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state), past_key_values=out.past_key_values)
-'''
-
-# Checkpoint key prefixes: transformers' internal names -> the hub's layout.
-HUB_LAYOUT = {
-    "model.language_model.": "model.",
-    "model.vision_model.": "vision_model.",
-    "model.vit_large_projector.": "vit_large_projector.",
-}
-
-
-def build_tiny_step3_like(out_dir: str | Path, layout: str = "hub", seed: int = 0) -> Path:
-    """A remote-code model with Step3-VL's module layout; `layout` is "hub" or "resaved"."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "configuration_step_vl.py").write_text(STEP3_CONFIG_PY)
-    (out / "modeling_step_vl.py").write_text(STEP3_MODELING_PY)
-    processor = build_processor(open_think=True)
-    ids = _token_ids(processor.tokenizer)
-    config = {
-        "model_type": "step_robotics",
-        "architectures": ["StepVLForConditionalGeneration"],
-        "auto_map": {
-            "AutoConfig": "configuration_step_vl.StepVLConfig",
-            "AutoModelForCausalLM": "modeling_step_vl.StepVLForConditionalGeneration",
-        },
-        **_text_dims(len(processor.tokenizer)),
-        "patch_dim": 3 * 2 * 14 * 14,
-        "vision_hidden": 32,
-        "merge_tokens": 4,
-        "image_token_id": ids["<|image_pad|>"],
-        "eos_token_id": ids["eos"],
-        "pad_token_id": ids["pad"],
-        "torch_dtype": "float32",
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    processor.save_pretrained(out)
-    model = _instantiate_step3_like(out, seed)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if layout == "hub":
-        state = {_to_hub_key(k): v for k, v in state.items()}
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
-
-
-def _instantiate_step3_like(model_dir: Path, seed: int):
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
 
-    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, trust_remote_code=True).eval()
-
-
-def _to_hub_key(key: str) -> str:
-    for internal, hub in HUB_LAYOUT.items():
-        if key.startswith(internal):
-            return hub + key[len(internal) :]
-    return key
+    src, out = Path(model_dir), Path(out_dir)
+    shutil.copytree(src, out, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "q"}]}],
+                                           add_generation_prompt=True, tokenize=False)
+    start = tokenizer.encode(prompt, add_special_tokens=False)[-1]
+    chain = [start] + tokenizer.encode(reply, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    if len(set(chain)) != len(chain):
+        raise ValueError(f"the reply's tokens repeat (or repeat the prompt's last token): {chain}")
+    weights = load_file(str(out / "model.safetensors"))
+    decoder = "model.language_model." if "model.language_model.norm.weight" in weights else "model."
+    hidden = weights[decoder + "norm.weight"].shape[0]
+    if len(chain) > hidden:
+        raise ValueError(f"a reply of {len(chain) - 1} tokens needs more than the model's {hidden} dimensions")
+    for name in weights:
+        if name.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
+            weights[name] = torch.zeros_like(weights[name])
+    weights[decoder + "norm.weight"] = torch.ones(hidden)
+    embed, head = weights[decoder + "embed_tokens.weight"], torch.zeros_like(weights["lm_head.weight"])
+    for dim, (token, successor) in enumerate(zip(chain, chain[1:])):
+        embed[token] = torch.zeros(hidden)
+        embed[token, dim] = 1.0  # RMS-normalised to sqrt(hidden) on that one dimension
+        head[successor, dim] = strength / hidden ** 0.5
+    weights["lm_head.weight"] = head
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit("usage: python tests/tiny_vlm.py OUT_DIR [--step3]")
-    target = Path(sys.argv[1])
-    built = build_tiny_step3_like(target) if "--step3" in sys.argv else build_tiny_qwen_vl(target)
-    print(built)
+        sys.exit("usage: python tests/tiny_vlm.py OUT_DIR")
+    print(build_tiny_qwen_vl(Path(sys.argv[1])))
