@@ -119,10 +119,21 @@ def can_infer(answer: str, choices: dict[str, str]) -> str | None:
     return found or None
 
 
-def circular_hits(data: Any, meta: Any) -> dict[int, int]:
-    """VLMEvalKit's `mcq_circular_eval` without a judge model (exact matching): hit per group."""
+def circular_hits(data: Any, groups_per_call: int = 250) -> dict[int, int]:
+    """VLMEvalKit's `mcq_circular_eval` without a judge model (exact matching): hit per group.
+
+    `data` holds `index`, the option letters, `answer` and `prediction`; the answers double as its
+    `meta`. Groups are independent, so they go in slices (VLMEvalKit filters the whole frame once
+    per group: slices keep that linear)."""
     mc = vlmevalkit().multiple_choice
+    groups = data["index"] % 1_000_000
+    ids = sorted(set(groups))
+    hits: dict[int, int] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas' chained-assignment warnings on VLMEvalKit's slices
-        result = mc.mcq_circular_eval(None, data, meta, nproc=1, result_file="/nonexistent/oracle_result.pkl")
-    return {int(i): int(h) for i, h in zip(result["index"], result["hit"])}
+        for start in range(0, len(ids), groups_per_call):
+            part = data[groups.isin(ids[start:start + groups_per_call])].copy()
+            result = mc.mcq_circular_eval(None, part, part[["index", "answer"]].copy(), nproc=1,
+                                          result_file="/nonexistent/oracle_result.pkl")
+            hits.update({int(i): int(h) for i, h in zip(result["index"], result["hit"])})
+    return hits
