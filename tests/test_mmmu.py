@@ -284,3 +284,22 @@ def test_truncated_answers_take_their_official_random_draw(hub_file: Path, texts
     for s in scored:
         if s.key in picks:
             assert verdicts[s.key] == (picks[s.key] == samples[s.sample_id].target), why
+
+
+def design_template() -> str:
+    """The report's MMMU/MMBench template as DESIGN §7 quotes App. C.1 (skipped when absent)."""
+    design = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
+    if not design.exists():
+        pytest.skip(f"{design} is absent (../shared ships only with the project)")
+    text = " ".join(design.read_text().split())
+    start = text.index("- MMMU and MMBench: `") + len("- MMMU and MMBench: `")
+    return text[start:text.index("`", start)]
+
+
+@pytest.mark.parametrize("template", ["mmmu", "mmbench_en"])
+def test_prompt_template_is_the_reports_verbatim(template: str):
+    from tasks.mmbench import PROMPT_TEMPLATES
+    from tasks.mmmu import PROMPT_TEMPLATE
+
+    ours = PROMPT_TEMPLATE if template == "mmmu" else PROMPT_TEMPLATES["en"]
+    assert "<image> " + ours == design_template()  # `{question}` and the instruction: one space

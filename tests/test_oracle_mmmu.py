@@ -14,12 +14,13 @@ same parse, the same verdict and the same random letter for every response (zero
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 
 import pytest
 from conftest import shared_data
-from official_oracles import MMMU_COMMIT, fresh_mmmu_eval_utils, load_module, oracle_file
+from official_oracles import MMMU_COMMIT, fresh_mmmu_eval_utils, oracle_file
 from oracle_corpus import response
 
 from evals.scoring import score_response
@@ -35,9 +36,12 @@ SEED = 20260412
 
 
 def official_order() -> list[str]:
-    """Subjects as the official scorer walks them (`CAT_SHORT2LONG.values()`)."""
-    pytest.importorskip("yaml", reason="the MMMU repository's data_utils.py imports yaml")
-    return list(load_module("mmmu_data_utils_oracle", oracle_file("mmmu", "data_utils.py")).CAT_SHORT2LONG.values())
+    """Subjects as the official scorer walks them (`CAT_SHORT2LONG.values()` of its data_utils.py,
+    read as the literal it is: that module also imports yaml, which nothing else here needs)."""
+    tree = ast.parse(oracle_file("mmmu", "data_utils.py").read_text())
+    (mapping,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
+                  and [getattr(t, "id", None) for t in node.targets] == ["CAT_SHORT2LONG"]]
+    return list(ast.literal_eval(mapping).values())
 
 
 def corpus_items() -> list[dict]:

@@ -173,3 +173,31 @@ def test_mmbench_options_matcher_and_circular_groups_agree_with_vlmevalkit(tmp_p
     assert not tally.disagreements, tally.disagreements[:10]
     assert len(theirs_hits) == MMBENCH_GROUPS and 0 < sum(theirs_hits.values()) < MMBENCH_GROUPS
     assert not circular_disagreements, circular_disagreements[:10]
+
+
+ABCD = {"A": "teddy bear", "B": "rabbit", "C": "cat", "D": "dog"}
+# (response, our letter, our rule, VLMEvalKit's can_infer, why): fixes 4 and 7 against the oracle
+FIX_CASES = [
+    ("Option A is wrong because of the ears.\n**Final Answer:** **B**", "B", "answer_format", None,
+     "the format decides where VLMEvalKit gives up (two letters): the deliberate deviation"),
+    ("Final answer: $\\boxed{B}$", "B", "answer_format", "B", "boxed: both B"),
+    ("Final answer: \\(C\\)", "C", "answer_format", None, "\\(C\\) is no VLMEvalKit token: ours only"),
+    ('Final answer: "D"', "D", "answer_format", None, "a quoted letter is no VLMEvalKit token: ours only"),
+    ("Final answer: \\text{A}", "A", "answer_format", "A", "braces are VLMEvalKit separators: both A"),
+    ("final answer: e.g., a rabbit", "B", "official", "B", "no letter E: VLMEvalKit's text rule, as VLMEvalKit"),
+    ("Final answer: b", None, "none", None, "lower case is no letter for either"),
+    ("  cat" + " " * 40, None, "none", None, "fix 7: the length check counts the spaces, as VLMEvalKit"),
+    ("\n\ncat\n\n", "C", "official", "C", "short with its whitespace: the text rule, as VLMEvalKit"),
+    ("Failed to obtain answer via API. C", None, "none", None, "VLMEvalKit skips its letter rule"),
+]
+
+
+@pytest.mark.parametrize("text,letter,rule,theirs,why", FIX_CASES, ids=[c[4] for c in FIX_CASES])
+def test_fixed_final_answer_and_length_rules_against_can_infer(text, letter, rule, theirs, why):
+    from evals.choice import match_choice
+
+    found = match_choice(text, dict(ABCD))
+    assert (found.letter, found.rule) == (letter, rule), why
+    assert can_infer(text, ABCD) == theirs, why
+    if rule != "answer_format":
+        assert found.letter == theirs, why
