@@ -109,3 +109,17 @@ def test_question_block_uses_vlmevalkit_layout():
     text = question_block("What is it?", {"A": "cat", "B": "dog"}, hint="A pet.")
     assert text == "Hint: A pet.\nQuestion: What is it?\nOptions:\nA. cat\nB. dog"
     assert question_block("Open?", {}) == "Question: Open?"
+
+
+@pytest.mark.parametrize("text", [
+    "Final answer:" + " " * 100_000,  # three nested whitespace runs made this cubic once (1,000 spaces: 3 s)
+    "**Final Answer:**" + " *" * 50_000 + "b",
+    "Final answer: " + "$\\boxed{\\text{" * 20_000,
+    ("Final answer: " + " " * 200) * 2_000,
+])
+def test_final_answer_rule_is_linear_on_hostile_text(text: str):
+    import time
+
+    start = time.perf_counter()
+    assert match_choice(text, dict(ABCD)).rule != "answer_format"
+    assert time.perf_counter() - start < 2.0
