@@ -2,14 +2,17 @@
 
 The order, as the STEP3-VL-10B report scores MMMU and MMBench (DESIGN §7):
 
-1. `answer_format`: the report's answer format, `Final answer: X` (the last such line with a valid
-   letter; `最终答案：X` too, the Chinese prompt's form).
-2. `official`: VLMEvalKit's rules (`can_infer_option`, then `can_infer_text`, reimplemented here):
+1. `answer_format`: the report's answer format, `Final answer: X` (the last one whose X is an option
+   letter; `最终答案：X` too, the Chinese prompt's form). This rule is ours, not VLMEvalKit's: a
+   deliberate deviation, measured in tests/test_oracle_vlmevalkit.py and docs/tasks.md.
+2. `official`: VLMEvalKit's `can_infer` (`can_infer_option`, then `can_infer_text`, at the commit
+   of ../shared/oracles/vlmevalkit, reimplemented here and proven equal by the oracle tests):
    replace `.()[],:;!*#{}` by spaces; if exactly one option letter is a whole token and its first
-   occurrence is among the last 4 tokens, that letter. Else, unless the answer is over twice as long
-   as all option texts together, the one option whose text (lower-cased) the answer contains.
-   A known refusal phrase, or a lone `Z` token with no option letter, resolves to `Z` (wrong, never
-   sent to a judge), as in VLMEvalKit.
+   occurrence is among the last 4 tokens, that letter. Else, unless the answer (as given, not
+   stripped) is over twice as long as all option texts together, the one option whose text
+   (lower-cased) the answer contains. A known refusal phrase, or a lone `Z` token with no option
+   letter, resolves to `Z` (wrong, never sent to a judge); an answer holding VLMEvalKit's
+   "Failed to obtain answer via API" skips the letter rule.
 3. A judge, when the run has one (see `evals/judge.py`); else `none` (scored wrong).
 """
 
@@ -27,13 +30,20 @@ REFUSALS = (
 )
 NO_OPTION = "Z"  # VLMEvalKit's letter for "the answer matches no option"
 
-# The letter must stand alone: `Final answer: B`, `(B)`, `**B**`, `B. 42 kg`, `B)`; not the article
-# in `Final answer: A sedimentary rock`.
+# The label in any case, bold or not; then the letter, upper case only, wrapped as reasoning models
+# write it (`**B**`, `(B)`, `[B]`, `"B"`, `$\boxed{B}$`, `\(B\)`, `\text{B}`), and standing alone:
+# `Final answer: B. 42 kg` counts; `Final answer: A sedimentary rock`, `final answer: e.g., ...` and
+# `Final answer: b` do not. The wrappers hold no letter, so the match cannot skip over words.
+FINAL_LABEL = r"(?i:final\s+answer)|最终答案"
+LETTER_OPENERS = (r"(?:\s|[*_`$(\[{（【\"'“‘「]|\\[(\[]"
+                  r"|\\(?:boxed|fbox|text|textbf|textrm|mathrm|mathbf|mathit|textit)\s*\{)*")
+LETTER_CLOSED = r"[*_`$)\]}）】\"'”’」\\]"  # right after the letter: a wrapper closes
+LETTER_ENDS = r"\s*(?:$|[,，。;；:：、!?！？\-–—]|\.(?![A-Za-z]))"  # or the line, a clause, a sentence ends
 FINAL_ANSWER = re.compile(
-    r"(?:final\s+answer|最终答案)\s*\**\s*[:：]\s*\**\s*[(\[（【]?\s*([A-Za-z])"
-    r"(?=\s*(?:$|[.)\]）】*,，。;；:：、\-–—]))",
-    re.IGNORECASE | re.MULTILINE,
+    rf"(?:{FINAL_LABEL})[\s*_]*[:：]{LETTER_OPENERS}([A-Z])(?={LETTER_CLOSED}|{LETTER_ENDS})",
+    re.MULTILINE,
 )
+FAILED_API = "Failed to obtain answer via API"  # VLMEvalKit skips its letter rule for such answers
 
 
 @dataclass
@@ -59,7 +69,7 @@ def question_block(question: str, choices: dict[str, str], hint: str | None = No
 def final_answer_letter(text: str, letters: list[str]) -> str | None:
     """The letter of the last `Final answer: X` whose X is one of `letters`."""
     for m in reversed(list(FINAL_ANSWER.finditer(text))):
-        letter = m.group(1).upper()
+        letter = m.group(1)
         if letter in letters:
             return letter
     return None
@@ -67,6 +77,8 @@ def final_answer_letter(text: str, letters: list[str]) -> str | None:
 
 def infer_option_letter(answer: str, letters: list[str]) -> str | None:
     """VLMEvalKit's `can_infer_option`: a lone option letter near the end of the answer."""
+    if FAILED_API in answer:
+        return None
     if any(refusal in answer for refusal in REFUSALS):
         return NO_OPTION
     tokens = answer.translate({ord(c): " " for c in VLMEVALKIT_SEPARATORS}).split()
@@ -94,6 +106,6 @@ def match_choice(text: str, choices: dict[str, str]) -> Choice:
     letter = final_answer_letter(text, letters)
     if letter:
         return Choice(letter, "answer_format")
-    answer = text.strip()
-    letter = infer_option_letter(answer, letters) or infer_option_text(answer, choices)
+    # Not stripped: VLMEvalKit's length check counts the answer's surrounding whitespace too.
+    letter = infer_option_letter(text, letters) or infer_option_text(text, choices)
     return Choice(letter, "official") if letter else Choice(None, "none")

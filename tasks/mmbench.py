@@ -25,16 +25,23 @@ from evals.types import GenParams, Image, Message, Response, Sample, Scored, Tex
 from tasks.data import MAX_LINE_BYTES, load_local_rows, load_rows, require_fields
 from tasks.images import b64_image, image_from_cell
 
+# App. C.1 joins `{question}` and the instruction with a space (DESIGN §7), even after option lines.
 PROMPT_TEMPLATES = {
-    "en": '{question}\nYour response can be freely expressed in any format, but the final answer must be '
+    "en": '{question} Your response can be freely expressed in any format, but the final answer must be '
           'presented in this format: "Final answer: [the correct option]" with the option letter only.',
     # The report used "its Chinese translation" without printing it; this one is ours, kept fixed.
-    "cn": "{question}\n你的回答可以用任何形式自由表达，但最终答案必须按以下格式给出：“最终答案：[正确选项]”，只写选项字母。",
+    "cn": "{question} 你的回答可以用任何形式自由表达，但最终答案必须按以下格式给出：“最终答案：[正确选项]”，只写选项字母。",
 }
 HUB_ID = "lmms-lab/MMBench"
 VERSIONS = ("v1.1", "v1.0")
 GROUP_MODULUS = 1_000_000
 OPTION_LETTERS = "ABCDEFGHI"
+# pandas' default `na_values`: VLMEvalKit reads the TSV with `pd.read_csv`, so a cell holding exactly
+# one of these is missing there (an option dropped, a hint left out), and so it is here.
+PANDAS_NA_CELLS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+    "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
 IMAGE_REF_MAX_LEN = 64  # a shorter image cell is the index of the row whose image to reuse
 REQUIRED = ["index", "question", "answer", "image", "category", "l2-category"]
 
@@ -131,9 +138,9 @@ class MMBench:
 
 
 def is_blank(value: Any) -> bool:
-    """An empty cell: missing, empty, a float NaN, or the text `nan` (the hub copy's empty cells,
-    which VLMEvalKit's pandas reading also treats as missing)."""
-    return value is None or (isinstance(value, float) and value != value) or str(value) in ("", "nan", "NaN")
+    """A missing cell as VLMEvalKit's pandas reading sees it: None, a float NaN, or a text pandas
+    reads as missing (`NA`, `None`, `N/A`, `null`, `nan` (the hub copy's empty cells), ...)."""
+    return value is None or (isinstance(value, float) and value != value) or str(value) in PANDAS_NA_CELLS
 
 
 def normalize_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -11,13 +11,18 @@ Two scores from the same responses, both always reported (DESIGN §7):
   as VLMEvalKit keys it).
 - `accuracy_official` (MMMU repository, `tasks/mmmu_official.py`); an MCQ answer that no rule
   resolves is flagged `fallback` and counted wrong, or, with `-T official_fallback=random`, given
-  the official seed-42 random letter, drawn per repeat in the official order.
+  the official seed-42 random letter, drawn per repeat in the official order. A truncated MCQ
+  response (empty text) takes its draw too, as the official scorer parses it as "" and draws.
+A row whose text names an `<image k>` it has no `image_k` for (the 2023 release's
+`validation_Math_7`) keeps the placeholder as text; load warns once and results count such rows.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import string
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,8 +36,9 @@ from tasks import mmmu_official as official
 from tasks.data import load_local_rows, load_rows, require_fields
 from tasks.images import image_from_cell
 
+# App. C.1 joins `{question}` and the instruction with a space (DESIGN §7), even after option lines.
 PROMPT_TEMPLATE = (
-    "{question}\nYour response can be freely expressed in any format, but the final answer must be "
+    "{question} Your response can be freely expressed in any format, but the final answer must be "
     'presented in this format: "Final answer: [the correct option]" with the option letter only.'
 )
 HUB_ID = "MMMU/MMMU"
@@ -76,7 +82,9 @@ class MMMU:
         if split not in SPLITS:
             raise UserError(f"mmmu: split must be one of {', '.join(SPLITS)} (test has no answers), not {split!r}")
         samples = [self.to_sample(source, row) for source, row in self.read_rows(data, split)]
-        return samples[:limit] if limit else samples
+        samples = samples[:limit] if limit else samples
+        warn_missing_images(samples)
+        return samples
 
     def read_rows(self, data: str | None, split: str) -> list[tuple[str, dict[str, Any]]]:
         if data is None:
@@ -104,9 +112,10 @@ class MMMU:
         question = str(row.get("question") or "")
         prompt = PROMPT_TEMPLATE.format(question=question_block(question, choices))
         number = sample_id.rsplit("_", 1)[-1]
+        parts, missing = interleave(prompt, row, source)
         return Sample(
             id=sample_id,
-            messages=[Message("user", interleave(prompt, row, source))],
+            messages=[Message("user", parts)],
             target=parse_answer(row["answer"]),
             choices=choices or None,
             metadata={
@@ -114,6 +123,7 @@ class MMMU:
                 "question_type": "multiple-choice" if is_mcq else "open",
                 "subfield": row.get("subfield"), "topic_difficulty": row.get("topic_difficulty"),
                 "official_order": [SUBJECTS.index(subject), int(number) if number.isdigit() else 0],
+                "missing_images": missing,
             },
         )
 
@@ -130,10 +140,7 @@ class MMMU:
                       extra={"official": official_verdict(sample, response.text)})
 
     def aggregate(self, samples: dict[str, Sample], scored: list[Scored]) -> dict[str, Any]:
-        picks = self.fallback_picks(samples, scored)
-        verdicts = {s.key: official_of(s)["correct"]
-                    or official.eval_multiple_choice(official_of(s)["gold"], picks.get(s.key))
-                    for s in scored}
+        verdicts = self.official_verdicts(samples, scored)
 
         def official_value(s: Scored) -> float:
             return float(verdicts[s.key])
@@ -144,8 +151,10 @@ class MMMU:
             report["judge"] = self.judge.counts()
         strict = metrics.accuracy(scored, official_value)
         strict["rules"] = count_by(official_of(s)["rule"] for s in scored)
-        strict["fallback"] = {"policy": self.official_fallback, "picks": picks,
+        strict["fallback"] = {"policy": self.official_fallback, "picks": self.fallback_picks(samples, scored),
                               "keys": [s.key for s in scored if official_of(s)["rule"] == "fallback"]}
+        missing = sorted(i for i, s in samples.items() if s.metadata.get("missing_images"))
+        strict["missing_images"] = report["missing_images"] = {"rows": len(missing), "ids": missing}
         breakdowns: dict[str, Any] = {}
         for group in ("discipline", "subject", "question_type"):
             breakdowns[group] = metrics.group_by(scored, samples, metrics.metadata_field(group))
@@ -153,13 +162,23 @@ class MMMU:
                 scored, samples, metrics.metadata_field(group), official_value)
         return {"metrics": {"accuracy": report, "accuracy_official": strict}, "breakdowns": breakdowns}
 
+    def official_verdicts(self, samples: dict[str, Sample], scored: list[Scored]) -> dict[str, bool]:
+        """Per response key, right or wrong under the official protocol (random picks included)."""
+        picks = self.fallback_picks(samples, scored)
+        return {s.key: bool(official_of(s)["correct"])
+                or official.eval_multiple_choice(samples[s.sample_id].target, picks.get(s.key))
+                for s in scored}
+
     def fallback_picks(self, samples: dict[str, Sample], scored: list[Scored]) -> dict[str, str]:
-        """The official random letters, per repeat in the official order (empty unless asked)."""
+        """The official random letters, per repeat in the official order (empty unless asked).
+
+        The official scorer draws for every multiple-choice answer it cannot parse, a truncated
+        (empty) one included: each takes its place in the seed-42 sequence."""
         if self.official_fallback != "random":
             return {}
         picks: dict[str, str] = {}
         for repeat in sorted({s.repeat for s in scored}):
-            pending = [s for s in scored if s.repeat == repeat and official_of(s)["rule"] == "fallback"]
+            pending = [s for s in scored if s.repeat == repeat and draws_at_random(s, samples[s.sample_id])]
             pending.sort(key=lambda s: samples[s.sample_id].metadata["official_order"])
             picks.update(official.official_random_picks((s.key, list(samples[s.sample_id].choices or {}))
                                                         for s in pending))
@@ -197,29 +216,44 @@ def parse_answer(answer: Any) -> str | list[str]:
     return text
 
 
-def interleave(prompt: str, row: dict[str, Any], source: str) -> list[Part]:
-    """Text and images in order: each `<image k>` becomes image_k (every time it occurs, as
-    VLMEvalKit does); images the text never names go first. Rows without image columns (MMMU
-    output files) keep the placeholders as text."""
+def interleave(prompt: str, row: dict[str, Any], source: str) -> tuple[list[Part], list[int]]:
+    """Text and images in order, and the image numbers the text names but the row lacks.
+
+    Each `<image k>` becomes image_k (every time it occurs, as VLMEvalKit does); images the text
+    never names go first. A placeholder without its image stays as text (the 2023 release's
+    `validation_Math_7` names one in an option). Rows without image columns (MMMU output files)
+    keep the placeholders as text."""
     if not any(f"image_{k}" in row for k in range(1, MAX_IMAGES + 1)):
-        return [Text(prompt)]
+        return [Text(prompt)], []
     base_dir = Path(source.rsplit(":", 1)[0]).parent
     images: dict[int, Image] = {}
     for k in range(1, MAX_IMAGES + 1):
         if row.get(f"image_{k}") is not None:
             images[k] = image_from_cell(row[f"image_{k}"], f"{source}: field 'image_{k}'", base_dir)
     named = [int(k) for k in IMAGE_TAG.findall(prompt)]
-    for k in named:
-        if k not in images:
-            raise UserError(f"{source}: field 'image_{k}': the question names <image {k}> but the row has no image_{k}")
+    missing = sorted({k for k in named if k not in images})
     parts: list[Part] = [img for k, img in images.items() if k not in named]
     pieces = IMAGE_TAG.split(prompt)  # text, k, text, k, ..., text
     for i, piece in enumerate(pieces):
-        if i % 2:
+        if i % 2 and int(piece) in images:
             parts.append(images[int(piece)])
-        elif piece:
-            parts.append(Text(piece))
-    return parts
+            continue
+        text = f"<image {piece}>" if i % 2 else piece
+        if text and parts and isinstance(parts[-1], Text):  # a kept placeholder joins its neighbours
+            parts[-1] = Text(parts[-1].text + text)
+        elif text:
+            parts.append(Text(text))
+    return parts, missing
+
+
+def warn_missing_images(samples: list[Sample]) -> None:
+    """One line on stderr for all rows that name an image they lack (counted in results too)."""
+    missing = [(s.id, k) for s in samples for k in s.metadata["missing_images"]]
+    if missing:
+        first_id, first_k = missing[0]
+        rows = len({i for i, _ in missing})
+        print(f"step3vl-eval: warning: mmmu: {rows} row(s) name an <image k> they have no image_k for "
+              f"(first: {first_id}, <image {first_k}>); kept as text", file=sys.stderr)
 
 
 def report_question(sample: Sample) -> tuple[dict[str, str], str]:
@@ -227,7 +261,7 @@ def report_question(sample: Sample) -> tuple[dict[str, str], str]:
     if sample.choices:
         return sample.choices, str(sample.target)
     gold = str(sample.target)
-    return {"A": gold, "B": OPEN_OTHER}, gold if len(gold) == 1 and gold.isupper() else "A"
+    return {"A": gold, "B": OPEN_OTHER}, gold if len(gold) == 1 and gold in string.ascii_uppercase else "A"
 
 
 def official_verdict(sample: Sample, text: str) -> dict[str, Any]:
@@ -238,6 +272,11 @@ def official_verdict(sample: Sample, text: str) -> dict[str, Any]:
     preds = official.parse_open(text)
     return {"pred": preds, "rule": "official", "gold": sample.target,
             "correct": official.eval_open(sample.target, preds)}
+
+
+def draws_at_random(scored: Scored, sample: Sample) -> bool:
+    """The official scorer would draw a random letter: unparsed, or truncated (it parses "")."""
+    return official_of(scored)["rule"] == "fallback" or (scored.truncated and bool(sample.choices))
 
 
 def official_of(scored: Scored) -> dict[str, Any]:

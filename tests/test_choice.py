@@ -17,7 +17,23 @@ MATCH_CASES = [
     ("**Final answer:** D", "D", "answer_format", "markdown bold around the label"),
     ("**Final Answer**: [A]", "A", "answer_format", "bold label, colon outside, brackets"),
     ("Final answer: B. rabbit", "B", "answer_format", "letter followed by its option text"),
-    ("Final answer: b", "B", "answer_format", "a lone lower-case letter"),
+    ("Final answer: b", None, "none", "a lower-case letter is not the format (nor a VLMEvalKit token)"),
+    ("**Final Answer:** **B**", "B", "answer_format", "bold label, bold letter (reasoning models)"),
+    ("Final answer: $\\boxed{B}$", "B", "answer_format", "boxed letter in inline math"),
+    ("Final Answer: \\(C\\)", "C", "answer_format", "letter in \\( \\)"),
+    ('Final answer: "D"', "D", "answer_format", "quoted letter"),
+    ("Final answer: \\text{A}", "A", "answer_format", "\\text{} letter"),
+    ("**Final Answer**: $\\boxed{\\text{C}}$.", "C", "answer_format", "nested wrappers, then a period"),
+    ("FINAL ANSWER: **(B)** rabbit", "B", "answer_format", "label in capitals, bold bracketed letter"),
+    ("Final answer:\n\nD", "D", "answer_format", "the letter on a line of its own"),
+    ("最终答案：（C）", "C", "answer_format", "CN format with full-width parentheses"),
+    ("Option A is wrong because the ears are long. Option C is a cat.\n**Final Answer:** **B**", "B",
+     "answer_format", "other letters earlier: the format still decides (the fallback would give up)"),
+    ("final answer: e.g., a rabbit", "B", "official",
+     "'e.g.' is no letter E: the format is not met, VLMEvalKit's text rule finds the rabbit"),
+    ("Final answer: E.g. the dog", "D", "official", "'E.g.' is no letter E either, even capitalised"),
+    ("Final answer: A sedimentary rock formed over millions of years and", None, "none",
+     "an article after the label is no letter"),
     ("最终答案：C", "C", "answer_format", "the CN prompt's format, full-width colon"),
     ("Final answer：D", "D", "answer_format", "full-width colon after the English label"),
     ("Final answer: A\n...\nFinal answer: C", "C", "answer_format", "the last Final answer wins"),
@@ -38,6 +54,11 @@ MATCH_CASES = [
     ("答案是 B", "B", "official", "CJK with a space: the letter is a token"),
     ("Cannot determine the answer", "Z", "official", "VLMEvalKit's refusal phrase resolves to Z (wrong)"),
     ("", None, "none", "empty answer"),
+    ("Failed to obtain answer via API. B", None, "none",
+     "VLMEvalKit skips its letter rule for an API failure; the text rule finds nothing"),
+    ("  cat" + " " * 40, None, "none",
+     "not stripped: with its spaces the answer is over twice the option texts (VLMEvalKit's length check)"),
+    ("  cat  ", "C", "official", "short enough with its spaces: the text rule takes the cat"),
 ]
 
 
@@ -88,3 +109,17 @@ def test_question_block_uses_vlmevalkit_layout():
     text = question_block("What is it?", {"A": "cat", "B": "dog"}, hint="A pet.")
     assert text == "Hint: A pet.\nQuestion: What is it?\nOptions:\nA. cat\nB. dog"
     assert question_block("Open?", {}) == "Question: Open?"
+
+
+@pytest.mark.parametrize("text", [
+    "Final answer:" + " " * 100_000,  # three nested whitespace runs made this cubic once (1,000 spaces: 3 s)
+    "**Final Answer:**" + " *" * 50_000 + "b",
+    "Final answer: " + "$\\boxed{\\text{" * 20_000,
+    ("Final answer: " + " " * 200) * 2_000,
+])
+def test_final_answer_rule_is_linear_on_hostile_text(text: str):
+    import time
+
+    start = time.perf_counter()
+    assert match_choice(text, dict(ABCD)).rule != "answer_format"
+    assert time.perf_counter() - start < 2.0

@@ -116,7 +116,7 @@ def test_tsv_rows_become_prompts_with_hint_options_and_reused_images(tsv: Path):
     assert rotated[0] is first[0]  # image "1" reused, held once
     assert samples["4"].messages[0].content[0] is first[0]  # reused across questions too
     assert first[1].text.startswith("Hint: A photo of a pet.\nQuestion: What animal is shown?\n"
-                                    "Options:\nA. cat\nB. dog\nC. bird\nD. fish\nYour response")
+                                    "Options:\nA. cat\nB. dog\nC. bird\nD. fish Your response")
     assert samples["2"].choices == {"A": "猫", "B": "狗"}  # empty C-E cells are no options
     assert len(samples["4"].choices or {}) == 5
     assert samples["3000001"].metadata == {**samples["3000001"].metadata, "group": "1", "circular_pass": 3}
@@ -275,3 +275,32 @@ def test_cli_judge_resolves_and_caches_through_the_runner(tsv: Path, tmp_path: P
     assert len((run_dir / "judge.jsonl").read_text().splitlines()) == 1
     records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert [r["scored"]["rule"] for r in records if r["sample_id"] == "1000003"] == ["judge"]
+
+
+# (cell, missing?, why): VLMEvalKit reads the TSV with pandas, whose default na_values drop a cell
+NA_CELLS = [
+    ("", True, "empty"),
+    ("None", True, "pandas reads 'None' as missing"),
+    ("NA", True, "pandas: NA"),
+    ("N/A", True, "pandas: N/A"),
+    ("n/a", True, "pandas: n/a"),
+    ("null", True, "pandas: null"),
+    ("NULL", True, "pandas: NULL"),
+    ("nan", True, "the hub copy's empty cells"),
+    ("#N/A", True, "pandas: #N/A"),
+    ("<NA>", True, "pandas: <NA>"),
+    ("none", False, "lower-case none is text for pandas"),
+    (" NA", False, "pandas matches the whole cell: with a space it is text"),
+    ("Not applicable", False, "ordinary text"),
+    ("0", False, "a number is an option"),
+]
+
+
+@pytest.mark.parametrize("cell,missing,why", NA_CELLS, ids=[c[2] for c in NA_CELLS])
+def test_option_and_hint_cells_pandas_reads_as_missing_are_dropped(tmp_path: Path, cell, missing, why):
+    rows = [{"index": "1", "question": "Which?", "hint": cell, "A": "cat", "B": "dog", "C": cell, "D": "",
+             "E": "", "answer": "A", "category": "image_topic", "l2-category": CP, "image": png_b64("red")}]
+    (sample,) = MMBench().load(str(write_tsv(tmp_path / "MMBench_DEV_EN_V11.tsv", rows)), None, None)
+    assert ("C" not in (sample.choices or {})) is missing, why
+    prompt = sample.messages[0].content[1].text
+    assert ("Hint:" not in prompt) is missing, why

@@ -71,7 +71,8 @@ def test_hub_parquet_loads_with_images_at_their_placeholders(hub_file: Path):
     parts = art.messages[0].content
     assert isinstance(parts[0], Text) and parts[0].text == "Question: Which painting is "
     assert isinstance(parts[1], Image) and parts[1].mime == "image/png"
-    assert parts[2].text.startswith("?\nOptions:\nA. Mona Lisa\nB. The Scream\nC. Guernica\nYour response")
+    # App. C.1: `{question} Your response...`, joined by a space (DESIGN §7)
+    assert parts[2].text.startswith("?\nOptions:\nA. Mona Lisa\nB. The Scream\nC. Guernica Your response")
     assert parts[2].text.endswith('"Final answer: [the correct option]" with the option letter only.')
     assert art.choices == {"A": "Mona Lisa", "B": "The Scream", "C": "Guernica"}
     assert art.metadata["discipline"] == "Art and Design" and art.metadata["question_type"] == "multiple-choice"
@@ -100,7 +101,6 @@ def test_jsonl_with_image_paths_relative_to_the_file(tmp_path: Path):
     ({"options": "A or B"}, "field 'options'"),
     ({"options": "{'A': 1}"}, "field 'options'"),
     ({"answer": None}, "missing field 'answer'"),
-    ({"question": "See <image 2>"}, "field 'image_2'"),
     ({"id": "validation_Cooking_1"}, "field 'id'"),
 ])
 def test_bad_rows_name_the_file_row_and_field(tmp_path: Path, change: dict, field: str):
@@ -110,6 +110,25 @@ def test_bad_rows_name_the_file_row_and_field(tmp_path: Path, change: dict, fiel
     with pytest.raises(UserError) as err:
         MMMU().load(str(path), None, None)
     assert f"{path}:2" in str(err.value) and field in str(err.value)
+
+
+def test_a_placeholder_without_its_image_stays_text_warns_once_and_is_counted(tmp_path: Path, capsys):
+    # The 2023 release's validation_Math_7 names an image in an option that the row does not have.
+    rows = [hub_row("validation_Math_7", "Which graph is <image 1>?", "['<image 2>', 'a line', '<image 9>']", "A",
+                    images={1: png("red")}),
+            hub_row("validation_Math_8", "And <image 3>?", "['x', 'y']", "B", images={1: png("blue")})]
+    samples = MMMU().load(str(write_parquet(tmp_path / "validation.parquet", rows)), None, None)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2 row(s)" in err and "validation_Math_7, <image 2>" in err
+    parts = samples[0].messages[0].content
+    assert [type(p).__name__ for p in parts] == ["Text", "Image", "Text"]
+    assert parts[2].text.startswith("?\nOptions:\nA. <image 2>\nB. a line\nC. <image 9> Your response")
+    assert samples[0].metadata["missing_images"] == [2, 9] and samples[1].metadata["missing_images"] == [3]
+    task = MMMU()
+    scored = [answer(task, s, "Final answer: A") for s in samples]
+    metrics = task.aggregate({s.id: s for s in samples}, scored)["metrics"]
+    expected = {"rows": 2, "ids": ["validation_Math_7", "validation_Math_8"]}
+    assert metrics["accuracy"]["missing_images"] == metrics["accuracy_official"]["missing_images"] == expected
 
 
 def test_test_split_is_refused_and_bad_options_are_user_errors():
@@ -229,10 +248,58 @@ def test_official_open_parse_and_eval(text, gold, correct, why):
 
 def test_a_truncated_response_counts_wrong_in_both_protocols(hub_file: Path):
     samples = {s.id: s for s in MMMU().load(str(hub_file), None, None)}
-    task = MMMU(official_fallback="random")
+    task = MMMU()
     scored = [answer(task, samples["validation_Art_1"], "Final answer: B"),
               Scored("validation_Psychology_4#0", "validation_Psychology_4", 0, None, "truncated", False,
                      truncated=True)]  # as the runner records a cut-off response
     m = task.aggregate(samples, scored)["metrics"]
     assert m["accuracy"]["value"] == 0.5 and m["accuracy_official"]["value"] == 0.5
     assert m["accuracy_official"]["rules"] == {"official": 1, "truncated": 1}
+
+
+# (repeat-0 answers in official order: Art_1 [A-C], Psychology_4 [A-D]; which take a draw; why)
+RANDOM_SEQUENCE_CASES = [
+    (["no idea", "no idea"], ["validation_Art_1#0", "validation_Psychology_4#0"], "both unparsed: draws 1, 2"),
+    ([None, "no idea"], ["validation_Art_1#0", "validation_Psychology_4#0"],
+     "truncated Art_1 draws first (the official parses it as ''), so Psychology_4 gets draw 2"),
+    (["Final answer: B", None], ["validation_Psychology_4#0"], "a parsed answer takes no draw"),
+]
+
+
+@pytest.mark.parametrize("texts,drawn,why", RANDOM_SEQUENCE_CASES, ids=[c[2] for c in RANDOM_SEQUENCE_CASES])
+def test_truncated_answers_take_their_official_random_draw(hub_file: Path, texts, drawn, why):
+    from evals.scoring import score_response
+
+    samples = {s.id: s for s in MMMU().load(str(hub_file), None, None)}
+    task = MMMU(official_fallback="random")
+    scored = []
+    for sample_id, text in zip(("validation_Art_1", "validation_Psychology_4"), texts):
+        response = (Response(f"{sample_id}#0", "", finish_reason="length") if text is None
+                    else Response(f"{sample_id}#0", text, finish_reason="stop"))
+        scored.append(score_response(task, samples[sample_id], response, 0))
+    picks = task.aggregate(samples, scored)["metrics"]["accuracy_official"]["fallback"]["picks"]
+    expected = official.official_random_picks((key, list(samples[key.split("#")[0]].choices)) for key in drawn)
+    assert picks == expected, why
+    verdicts = task.official_verdicts(samples, scored)
+    for s in scored:
+        if s.key in picks:
+            assert verdicts[s.key] == (picks[s.key] == samples[s.sample_id].target), why
+
+
+def design_template() -> str:
+    """The report's MMMU/MMBench template as DESIGN §7 quotes App. C.1 (skipped when absent)."""
+    design = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
+    if not design.exists():
+        pytest.skip(f"{design} is absent (../shared ships only with the project)")
+    text = " ".join(design.read_text().split())
+    start = text.index("- MMMU and MMBench: `") + len("- MMMU and MMBench: `")
+    return text[start:text.index("`", start)]
+
+
+@pytest.mark.parametrize("template", ["mmmu", "mmbench_en"])
+def test_prompt_template_is_the_reports_verbatim(template: str):
+    from tasks.mmbench import PROMPT_TEMPLATES
+    from tasks.mmmu import PROMPT_TEMPLATE
+
+    ours = PROMPT_TEMPLATE if template == "mmmu" else PROMPT_TEMPLATES["en"]
+    assert "<image> " + ours == design_template()  # `{question}` and the instruction: one space
