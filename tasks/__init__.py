@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from evals.types import Task, UserError
 
@@ -21,8 +22,23 @@ def get_task(name: str, options: dict[str, str] | None = None) -> Task:
     if name not in TASKS:
         raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
     target, kwargs = TASKS[name]
-    module, cls = target.split(":")
+    module, cls_name = target.split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    check_task_options(name, cls, set(kwargs), options or {})
     try:
-        return getattr(importlib.import_module(module), cls)(**{**kwargs, **(options or {})})
+        return cls(**{**kwargs, **(options or {})})
     except TypeError as exc:
         raise UserError(f"bad task option for {name}: {exc}") from None
+
+
+def check_task_options(name: str, cls: type, fixed: set[str], options: dict[str, str]) -> None:
+    """One line naming the valid options when `-T` names one the task does not take. A task with
+    `**options` takes the judge's (`judge`, `judge_*`)."""
+    params = [] if cls.__init__ is object.__init__ else list(inspect.signature(cls.__init__).parameters.values())[1:]
+    judged = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    valid = [p.name for p in params if p.name not in fixed and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    valid += ["judge", "judge_*"] if judged else []
+    unknown = sorted(k for k in options if k not in valid and not (judged and k.startswith("judge")))
+    if unknown:
+        what = f"valid: {', '.join(valid)}" if valid else f"{name} takes no task options"
+        raise UserError(f"unknown task option {unknown[0]!r} for {name} (-T / --judge; {what})")

@@ -291,7 +291,7 @@ def test_missing_torch_is_a_one_line_user_error() -> None:
         "except UserError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert out.stdout.strip() == "the hf adapter needs torch: pip install 'step3vl-eval[hf]'"
+    assert out.stdout.strip() == 'the hf adapter needs torch: pip install -e ".[hf]" in the project folder, as the README says'
 
 
 # ---- Step3-VL guards (a tiny remote-code model with Step3-VL's layout) ----------------------
