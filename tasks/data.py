@@ -146,7 +146,8 @@ def load_hub_rows(hub_id: str, configs: list[str | None], split: str) -> list[Ro
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load {hub_id} ({config or 'default'}, {split}) from the hub: {first}; "
-                            "pass --data PATH for local files") from None
+                            "pass --data PATH for local files (or --data bundled: the package's own "
+                            f"{', '.join(BUNDLED_TASKS.values())})") from None
         rows.extend((f"{hub_id}/{config}:{i + 1}", dict(r)) for i, r in enumerate(undecoded_images(ds)))
     return rows
 
