@@ -338,7 +338,8 @@ def print_summary(run_dir: Path, result: RunResult) -> None:
     if c.get("fallback"):
         console.print(f"fallback: {c['fallback']} answers were read by the scorer's last-resort rule, not an "
                       "answer format (MathVision: the whole reply taken as the answer, as the official "
-                      "evaluator does; MMMU official: no option found, counted wrong): see docs/tasks.md",
+                      "evaluator does; MMMU official: no option found, counted wrong or, with -T official_fallback=random, "
+                      "a seeded random letter): see docs/tasks.md",
                       highlight=False)
     if c.get("scoring_errors"):
         console.print(f"[red]{c['scoring_errors']} answers could not be scored (a scorer bug: see run.log); "
