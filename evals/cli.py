@@ -20,6 +20,7 @@ RUN_EXAMPLE = """examples:
   step3vl-eval run aime2025 --model openai/step3-vl --base-url http://127.0.0.1:8000/v1 --samples 4
   step3vl-eval run mmmu --model openai/step3-vl --mode pacore --limit 50
   step3vl-eval run mathvision --model replay:preds.jsonl --data MATH-V/data/test.jsonl
+  step3vl-eval run mathvision --model replay:preds.jsonl --data bundled   (testmini, shipped with the package)
   step3vl-eval run aime2025 --config eval.toml --samples 8     (flags override the file)
   step3vl-eval run mmmu --model openai/qwen3-vl -O extra_body='{"chat_template_kwargs": {"enable_thinking": true}}'
   step3vl-eval run --task-file my_task.py:MyTask --model mock --log-to mlflow
@@ -62,8 +63,9 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument("--concurrency", type=int, help="requests in flight (openai adapter, default 64)")
     p.add_argument("--timeout", type=float, help="seconds per HTTP request (default 3600)")
     p.add_argument("--max-retries", type=int)
-    p.add_argument("--data", help="local data file or folder instead of the hub (TASK=PATH for several tasks)",
-                   action="append")
+    p.add_argument("--data", help="local data file or folder instead of the hub (TASK=PATH for several tasks); "
+                                   "`bundled`: the data shipped in the package (mathvision testmini, aime2025 "
+                                   "answer key)", action="append")
     p.add_argument("--split")
     p.add_argument("--out", help="parent folder of run dirs (default runs/)")
     p.add_argument("--resume", help="finish an interrupted run dir (its saved settings are used)")
@@ -112,10 +114,40 @@ A folder that is not a run dir stands for the run dirs inside it.
 """
 
 
+TOP_EPILOG = """examples:
+  step3vl-eval demo                                     (first run: offline, bundled data, seconds)
+  step3vl-eval run aime2025 --model openai/step3-vl --base-url http://127.0.0.1:8000/v1 --samples 4
+  step3vl-eval run mathvision --data bundled --model replay:preds.jsonl
+  step3vl-eval report runs/ --html leaderboard.html --csv leaderboard.csv
+  step3vl-eval COMMAND --help                           (each command's options and examples)
+exit codes: 0 ok, 1 some requests failed (rerun to retry), 2 input error, 130 interrupted
+"""
+
+DEMO_EPILOG = """example:
+  step3vl-eval demo --out step3vl-demo
+Replays the MATH-V authors' released predictions of four models on the bundled MathVision testmini
+(checking every verdict against the official evaluator's), runs the mock tool on the bundled AIME 2025
+answer key as a pipeline check, and writes leaderboard.html and leaderboard.csv. No hub, no model server.
+"""
+
+
+def package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("step3vl-eval")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="step3vl-eval", description="Evaluate vision-language models the STEP3-VL-10B way.",
-                            epilog="exit codes: 0 ok, 1 some requests failed (rerun to retry), 2 input error")
+                            epilog=TOP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"step3vl-eval {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    d = sub.add_parser("demo", help="first run: offline, on bundled data, in seconds (no model server needed)",
+                       epilog=DEMO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("--out", default="step3vl-demo", help="folder for its runs and reports (default step3vl-demo/)")
     add_run_parser(sub)
     s = sub.add_parser("score", help="re-score a run dir without the model",
                        epilog="example:\n  step3vl-eval score runs/aime2025-step3-vl-sere-1a2b3c4d5e",
@@ -131,6 +163,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--alpha", type=float, default=0.05,
                    help="one-sided significance level of the whole call (default 0.05; see --correction)")
     g.add_argument("--tasks", nargs="+", help="compare only these tasks (each must be in both)")
+    g.add_argument("--strict", action="store_true",
+                   help="refuse a folder holding several runs of a task (default: the newest complete one)")
     g.add_argument("--allow-protocol-change", action="store_true", help="compare despite a protocol change")
     g.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON report to FILE (no FILE: to stdout)")
     g.add_argument("--write-baseline", nargs=2, metavar=("RUN_DIR", "FILE"), help="save a run as a baseline JSON")
@@ -256,17 +290,42 @@ def parse_widths(value: str | None) -> list[int]:
     return widths
 
 
+def default_repeats(model: str, task_default: int) -> int:
+    """Replay's repeats come from its file (`id#k` keys: k + 1; plain ids: 1), not the task's default."""
+    from model_adapters import parse_model
+
+    provider, name = parse_model(model)
+    if provider == "replay":
+        from model_adapters.replay import repeats_for
+
+        return repeats_for(name)
+    return task_default
+
+
+def check_data_choice(task_name: str, data: str | None, model: str) -> None:
+    from model_adapters import parse_model
+    from tasks.data import BUNDLED, bundled_dir, check_bundled_use
+
+    if data == BUNDLED:
+        bundled_dir(task_name)  # a task without bundled data: one line naming those that have some
+        check_bundled_use(task_name, data, parse_model(model)[0])
+
+
 def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
+    from model_adapters import check_options
     from tasks import get_task
 
     if not opts.get("model"):
         raise UserError("--model is required (e.g. --model openai/step3-vl)")
     task_file = opts.get("task_file") if task_name == opts.get("file_task_name") else None
+    check_options(opts["model"], opts["adapter_options"])
     task = get_task(task_name, opts["task_options"], task_file)
+    data = data_for(task_name, opts.get("data"), opts["tasks"])
+    check_data_choice(task_name, data, opts["model"])
     params = replace(task.default_params, **{k: opts[k] for k in PARAM_FLAGS if k in opts})
     if params.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
-    repeats = opts.get("samples", task.default_repeats)
+    repeats = opts["samples"] if "samples" in opts else default_repeats(opts["model"], task.default_repeats)
     if repeats < 1:
         raise UserError("--samples must be at least 1")
     if opts.get("limit") is not None and opts["limit"] < 1:
@@ -280,7 +339,7 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
         task_options["judge"] = opts["judge"]
     spec = RunSpec(task=task_name, model=opts["model"], params=params, repeats=repeats,
                    adapter_options=adapter_options, task_options=task_options,
-                   data=data_for(task_name, opts.get("data"), opts["tasks"]),
+                   data=data,
                    pacore_widths=parse_widths(opts.get("pacore_widths")))
     simple = {f.name for f in fields(RunSpec)} & {"mode", "limit", "seed", "split", "concurrency", "timeout",
                                                    "max_retries", "api_key_env", "out", "pacore_pool",
@@ -289,6 +348,10 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
     spec = replace(spec, **{k: opts[k] for k in simple if k in opts})
     if opts.get("base_url"):
         spec.base_urls = list(opts["base_url"])
+    if data == "bundled" and spec.split is None:
+        from tasks.data import BUNDLED_SPLITS
+
+        spec.split = BUNDLED_SPLITS.get(task_name)
     return spec
 
 
@@ -310,6 +373,12 @@ def print_summary(run_dir: Path, result: RunResult) -> None:
     console.print(f"requests {c.get('requests', 0)} · errors {c.get('errors', 0)} · truncated "
                   f"{c.get('truncated', 0)} · unparsed {c.get('unparsed', 0)} · fallback {c.get('fallback', 0)}"
                   f" · status {result.status}")
+    if c.get("fallback"):
+        console.print(f"fallback: {c['fallback']} answers were read by the scorer's last-resort rule, not an "
+                      "answer format (MathVision: the whole reply taken as the answer, as the official "
+                      "evaluator does; MMMU official: no option found, counted wrong or, with -T official_fallback=random, "
+                      "a seeded random letter): see docs/tasks.md",
+                      highlight=False)
     if c.get("scoring_errors"):
         console.print(f"[red]{c['scoring_errors']} answers could not be scored (a scorer bug: see run.log); "
                       f"`step3vl-eval score {run_dir}` re-scores them once it is fixed[/red]")
@@ -335,6 +404,13 @@ def add_file_task(opts: dict[str, Any]) -> None:
 def merged_log_to(args: argparse.Namespace) -> list[str]:
     configured = read_config(args.config).get("log_to", []) if args.config else []
     return list(dict.fromkeys([*configured, *(args.log_to or [])]))
+
+
+def errors_hint(model: str, errors: int, out_dir: Path) -> str:
+    if model.startswith("replay:"):
+        return (f"{errors} requests have no prediction in the replay file: they are error records (counted, not "
+                "scored); rerunning cannot fill them, a file that answers them can")
+    return f"{errors} requests failed after retries; rerun the same command (or --resume {out_dir}) to retry them"
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -363,8 +439,7 @@ def command_run(args: argparse.Namespace) -> int:
         tracking.finish(out_dir, result)
         print_summary(out_dir, result)
         if result.counts.get("errors"):
-            print(f"{result.counts['errors']} requests failed after retries; rerun the same command "
-                  f"(or --resume {out_dir}) to retry them", file=sys.stderr)
+            print(errors_hint(spec.model, result.counts["errors"], out_dir), file=sys.stderr)
             status = 1
     return status
 
@@ -412,7 +487,13 @@ def command_report(args: argparse.Namespace) -> int:
     return reports.cli_command(args)
 
 
-COMMANDS = {"run": command_run, "score": command_score, "list": command_list, "gate": command_gate,
+def command_demo(args: argparse.Namespace) -> int:
+    from evals.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+COMMANDS = {"demo": command_demo, "run": command_run, "score": command_score, "list": command_list, "gate": command_gate,
             "report": command_report, "compare": command_compare}
 
 

@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -139,27 +140,54 @@ def read_run(run_dir: Path) -> TaskRun:
         raise UserError(f"{run_dir}: damaged run dir ({type(exc).__name__}: {exc})") from None
 
 
-def read_runs(path: Path) -> dict[str, TaskRun]:
-    """A run dir, or a folder of run dirs (one per task), as {task: TaskRun}."""
+def read_runs(path: Path, tasks: list[str] | None = None, strict: bool = False) -> dict[str, TaskRun]:
+    """A run dir, or a folder of run dirs, as {task: TaskRun}: one run per task (`select_runs`)."""
     if (path / store.RESULTS).is_file():
         run = read_run(path)
         return {run.task: run}
     run_dirs = sorted(p for p in path.iterdir() if (p / store.RESULTS).is_file())
     if not run_dirs:
         raise UserError(f"{path} is neither a run dir nor a folder of run dirs")
-    runs: dict[str, TaskRun] = {}
+    return {task: read_run(run_dir) for task, run_dir in select_runs(path, run_dirs, tasks, strict).items()}
+
+
+def select_runs(path: Path, run_dirs: list[Path], tasks: list[str] | None, strict: bool) -> dict[str, Path]:
+    """One run dir per task, among those of `tasks` (all when None). Several runs of a task: the
+    newest complete one, said on stderr; with `strict`, an error listing them."""
+    found: dict[str, list[tuple[Path, RunResult]]] = {}
     for run_dir in run_dirs:
-        run = read_run(run_dir)
-        if run.task in runs:
-            raise UserError(f"{path} holds two runs of {run.task} ({runs[run.task].source}, {run_dir}): keep one")
-        runs[run.task] = run
-    return runs
+        result = store.load_result(run_dir)
+        if tasks is None or result.spec.task in tasks:
+            found.setdefault(result.spec.task, []).append((run_dir, result))
+    chosen = {}
+    for task, runs in sorted(found.items()):
+        if len(runs) == 1:
+            chosen[task] = runs[0][0]
+            continue
+        listing = "; ".join(f"{d.name} ({r.status}, finished {finished_at(r)})" for d, r in runs)
+        complete = [(d, r) for d, r in runs if r.status == "complete"]
+        if strict or not complete:
+            why = "--strict takes one run per task" if strict else "none of them is complete"
+            raise UserError(f"{path} holds {len(runs)} runs of {task} ({listing}): {why}; keep one, "
+                            "or narrow with --tasks")
+        newest = max(complete, key=lambda item: item[1].provenance.get("finished") or 0)[0]
+        print(f"gate: {path} holds {len(runs)} runs of {task}; using the newest complete one, {newest.name} "
+              "(--strict refuses instead)", file=sys.stderr)
+        chosen[task] = newest
+    return chosen
 
 
-def read_side(path_text: str) -> dict[str, TaskRun]:
+def finished_at(result: RunResult) -> str:
+    stamp = result.provenance.get("finished")
+    if not isinstance(stamp, (int, float)):
+        return "never"
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def read_side(path_text: str, tasks: list[str] | None = None, strict: bool = False) -> dict[str, TaskRun]:
     path = Path(path_text)
     if path.is_dir():
-        return read_runs(path)
+        return read_runs(path, tasks, strict)
     if path.is_file():
         return read_baseline_file(path)
     raise UserError(f"{path} does not exist (expected a run dir, a folder of run dirs or a baseline JSON)")
@@ -522,7 +550,9 @@ def command_gate(args: Any) -> int:
         return command_plan(args)
     if not (args.baseline and args.current):
         raise UserError("gate needs --baseline and --current (or --write-baseline RUN_DIR FILE, or --plan)")
-    comparisons = compare(read_side(args.baseline), read_side(args.current), args.tolerance, args.alpha,
+    strict = getattr(args, "strict", False)
+    comparisons = compare(read_side(args.baseline, args.tasks, strict), read_side(args.current, args.tasks, strict),
+                          args.tolerance, args.alpha,
                           args.tasks, args.allow_protocol_change)
     comparisons = apply_correction(comparisons, args.correction, args.tolerance, args.alpha)
     markdown = markdown_report(comparisons, args.tolerance, args.alpha)

@@ -30,6 +30,7 @@ from evals.types import (
 )
 from model_adapters import load_adapter
 from tasks import get_task
+from tasks.data import data_source
 
 
 def request_seed(seed: int, sample_id: str, repeat: int) -> int:
@@ -190,9 +191,10 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def provenance(task: Task, samples: list[Sample]) -> dict[str, Any]:
+def provenance(task: Task, samples: list[Sample], spec: RunSpec) -> dict[str, Any]:
     return {
         "dataset_fingerprint": dataset_fingerprint(samples),
+        "data_source": data_source(spec.task, spec.data, getattr(task, "hub_id", None)),
         "prompt_template_hash": hashlib.sha256(task.prompt_template.encode()).hexdigest()[:16],
         "n_samples": len(samples),
         "git_commit": git_commit(),
@@ -239,8 +241,11 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
     by_id = {s.id: s for s in samples}
     if len(by_id) != len(samples):
         raise UserError(f"the data for {spec.task} has duplicate sample ids")
-    prov = provenance(task, samples)
-    adapter = wrap_mode(load_adapter(spec), spec)  # validates the model side before touching disk
+    prov = provenance(task, samples, spec)
+    backend = load_adapter(spec)  # validates the model side before touching disk
+    if hasattr(backend, "check_samples"):  # replay: a file made for other data is refused here
+        backend.check_samples(list(by_id), spec.repeats)
+    adapter = wrap_mode(backend, spec)
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
     kept = prepare_run_dir(run_dir, spec, prov)  # refuses a foreign or damaged run dir untouched
     task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
@@ -327,7 +332,7 @@ def rescore(run_dir: Path) -> RunResult:
     if task.judge is not None:
         task.judge.close()
     store.write_jsonl_atomic(run_dir / store.SAMPLES, records)
-    prov = {**previous.provenance, **provenance(task, samples)}
+    prov = {**previous.provenance, **provenance(task, samples, spec)}
     return finish(run_dir, task, samples, spec, prov, previous.provenance.get("started", time.time()))
 
 

@@ -58,14 +58,24 @@ def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
     write_text_atomic(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
+def umask_mode() -> int:
+    """The mode `open()` gives a new file under the process umask (0o644 under the usual 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_text_atomic(path: Path, chunks: Any) -> None:
-    """Temporary file in the same folder, fsync, rename: readers see the old file or the new one."""
+    """Temporary file in the same folder, fsync, rename: readers see the old file or the new one.
+    The file gets the umask's mode like any other the tool writes (mkstemp alone would make it 0600)."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fh.fileno(), umask_mode())
             for chunk in chunks:
                 fh.write(chunk)
             fh.flush()

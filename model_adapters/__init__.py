@@ -21,6 +21,26 @@ ADAPTERS: dict[str, str] = {
 }
 FILE_PROVIDER = "file"  # --model file:path.py:ClassName
 
+# `-O NAME=VALUE` options each adapter reads (besides the flags --dtype, --batch-size, ...);
+# None: the adapter checks them itself (vllm: any engine argument). PaCoRe reads pacore_context.
+OPTIONS: dict[str, tuple[str, ...] | None] = {
+    "openai": ("backoff_base", "max_tokens_field", "pacore_context", "extra_body", "think_end", "reasoning_field"),
+    "hf": ("trust_remote_code", "allow_unused_weights", "dtype", "batch_size", "device_map", "pacore_context"),
+    "vllm": None,
+    "replay": ("pacore_context",),
+    "mock": ("mock_text", "mock_script", "mock_delay", "pacore_context"),
+}
+INSTALL_HINTS = {"hf": "pip install -e \".[hf]\"", "vllm": "pip install -e \".[vllm]\""}  # the README's commands
+
+
+def check_options(model: str, options: dict[str, object]) -> None:
+    """An option the adapter does not read is an error (a typo must not be silently ignored)."""
+    provider, _ = parse_model(model)
+    known = OPTIONS.get(provider)
+    unknown = sorted(set(options) - set(known)) if known is not None else []
+    if unknown:
+        raise UserError(f"unknown {provider} adapter option {unknown[0]!r} (-O; valid: {', '.join(known or ())})")
+
 
 def parse_model(model: str) -> tuple[str, str]:
     """`openai/step3-vl` -> (openai, step3-vl); `replay:preds.jsonl` -> (replay, preds.jsonl); `mock` -> (mock, "")."""
@@ -63,8 +83,7 @@ def load_adapter(spec: RunSpec) -> Adapter:
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        extra = {"hf": "hf", "vllm": "vllm"}.get(provider, "")
-        hint = f" (pip install 'step3vl-eval[{extra}]')" if extra else ""
+        hint = f" ({INSTALL_HINTS[provider]} in the project folder)" if provider in INSTALL_HINTS else ""
         raise UserError(f"the {provider} adapter needs {exc.name or exc}{hint}") from None
     return getattr(mod, cls)(name, spec)
 

@@ -38,7 +38,7 @@ from evals.types import GenParams, Image, Message, Request, Response, RunSpec, T
 
 DEFAULT_BATCH_SIZE = 8
 CHATML_STOPS = ("<|im_end|>", "<|endoftext|>")
-INSTALL_HINT = "pip install 'step3vl-eval[hf]'"
+INSTALL_HINT = 'pip install -e ".[hf]" in the project folder, as the README says'
 
 # Hub checkpoint names -> the module names transformers 4.57 builds. The projector must be in the
 # lookahead: without it a checkpoint re-saved by transformers (internal names) loads with the vision

@@ -9,12 +9,16 @@
   `--log_samples` file (model_adapters/formats.py),
 - or a folder: every `*.json` / `*.jsonl` / `*.xlsx` / `*.tsv` under it (MMMU's per-subject folders).
 A record found by `key` (`<id>#<repeat>`) answers that repeat; one found by `id` answers every repeat.
-A request with no prediction becomes an error record (counted, never scored as a wrong answer).
+Repeats come from the file unless `--samples` says otherwise: keys up to `<id>#k` make k + 1 repeats,
+plain ids make 1 (`repeats_in_file`). A file that answers fewer than MIN_MATCH of the samples is an
+input error naming ids from both sides (`check_coverage`); below full coverage, the requests with no
+prediction become error records (counted, never scored as a wrong answer) and the run says how many.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from evals.types import Request, Response, RunSpec, UserError
 from model_adapters.formats import VLMEVALKIT_SUFFIXES, foreign_records
 
 RESPONSE_FIELDS = ("response", "prediction", "output", "text")
+MIN_MATCH = 0.5  # share of the samples a replay file must answer; fewer means the wrong file or data
 
 
 def _text_of(value: Any) -> str | None:
@@ -99,11 +104,63 @@ def load_predictions(path: Path) -> dict[str, str]:
     return predictions
 
 
+def split_key(ident: str) -> tuple[str, int | None]:
+    """`q7#3` -> ("q7", 3); a plain id (or one whose suffix is not a number) -> (id, None)."""
+    base, sep, repeat = ident.rpartition("#")
+    return (base, int(repeat)) if sep and base and repeat.isdigit() else (ident, None)
+
+
+def repeats_in_file(predictions: dict[str, str]) -> int:
+    """How many repeats the file holds: 1 + the largest `#k` of its keys; plain ids give 1."""
+    return 1 + max((k for k in (split_key(i)[1] for i in predictions) if k is not None), default=0)
+
+
+def repeats_for(name: str) -> int:
+    """The repeats of `--model replay:NAME` when `--samples` is not given."""
+    if not name:
+        raise UserError("replay needs a file: --model replay:PATH")
+    return repeats_in_file(load_predictions(Path(name)))
+
+
+def answered_ids(predictions: dict[str, str]) -> set[str]:
+    """Sample ids with at least one prediction: plain ids, and the ids of `id#k` keys."""
+    return {ident for ident in predictions} | {split_key(i)[0] for i in predictions}
+
+
+def missing_requests(predictions: dict[str, str], sample_ids: list[str], repeats: int) -> int:
+    return sum(sid not in predictions and f"{sid}#{k}" not in predictions
+               for sid in sample_ids for k in range(repeats))
+
+
+def check_coverage(source: str, predictions: dict[str, str], sample_ids: list[str], repeats: int) -> str | None:
+    """A UserError when the file answers under MIN_MATCH of the samples (ids from both sides named);
+    otherwise a note saying how many requests have no prediction, or None when none is missing."""
+    answered = answered_ids(predictions)
+    matched = [sid for sid in sample_ids if sid in answered]
+    if len(matched) < MIN_MATCH * len(sample_ids):
+        file_ids = sorted({split_key(i)[0] for i in predictions})
+        raise UserError(f"replay file {source} answers {len(matched)} of the {len(sample_ids)} samples "
+                        f"(needs {MIN_MATCH:.0%}): its ids are e.g. {', '.join(map(repr, file_ids[:3]))}; the "
+                        f"data's are e.g. {', '.join(map(repr, sample_ids[:3]))} (wrong file, task or --data?)")
+    missing = missing_requests(predictions, sample_ids, repeats)
+    if not missing:
+        return None
+    return (f"replay: {missing} of {len(sample_ids) * repeats} requests have no prediction in {source} "
+            f"({len(sample_ids) - len(matched)} samples unanswered): they are error records, not scored")
+
+
 class ReplayAdapter:
     def __init__(self, name: str, spec: RunSpec):
         if not name:
             raise UserError("replay needs a file: --model replay:PATH")
+        self.source = name
         self.predictions = load_predictions(Path(name))
+
+    def check_samples(self, sample_ids: list[str], repeats: int) -> None:
+        """Called by the runner before anything is written: refuse a file for other data, note gaps."""
+        note = check_coverage(self.source, self.predictions, sample_ids, repeats)
+        if note:
+            print(f"step3vl-eval: {note}", file=sys.stderr)
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
         out = []

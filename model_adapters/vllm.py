@@ -33,7 +33,7 @@ from model_adapters.hf import (
     resolve_model,
 )
 
-INSTALL_HINT = "pip install 'step3vl-eval[vllm]'"
+INSTALL_HINT = 'pip install -e ".[vllm]" in the project folder, as the README says'
 MAX_MODEL_LEN = {"sere": 65536, "pacore": 131072}
 OWN_OPTIONS = {"trust_remote_code", "batch_size", "device_map", "data_parallel_size"}
 ENGINE_OPTIONS = ("tensor_parallel_size", "max_model_len", "gpu_memory_utilization", "dtype")

@@ -5,6 +5,7 @@ file with `--task-file path.py:ClassName` (evals/plugins.py, docs/plugins.md).""
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from evals.types import Task, UserError
@@ -29,9 +30,11 @@ def get_task(name: str, options: dict[str, Any] | None = None, task_file: str | 
     options = options or {}
     if name in TASKS:
         target, kwargs = TASKS[name]
-        module, cls = target.split(":")
+        module, cls_name = target.split(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        check_task_options(name, cls, set(kwargs), options)
         try:
-            return getattr(importlib.import_module(module), cls)(**{**kwargs, **options})
+            return cls(**{**kwargs, **options})
         except TypeError as exc:
             raise UserError(f"bad task option for {name}: {exc}") from None
     if task_file:
@@ -66,3 +69,16 @@ def task_origins() -> list[tuple[str, str]]:
     for name, found in plugins.entry_points(plugins.TASK_GROUP).items():
         rows.append((name, found.origin + (" [ignored: a built-in has this name]" if name in TASKS else "")))
     return rows
+
+
+def check_task_options(name: str, cls: type, fixed: set[str], options: dict[str, str]) -> None:
+    """One line naming the valid options when `-T` names one the task does not take. A task with
+    `**options` takes the judge's (`judge`, `judge_*`)."""
+    params = [] if cls.__init__ is object.__init__ else list(inspect.signature(cls.__init__).parameters.values())[1:]
+    judged = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    valid = [p.name for p in params if p.name not in fixed and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    valid += ["judge", "judge_*"] if judged else []
+    unknown = sorted(k for k in options if k not in valid and not (judged and k.startswith("judge")))
+    if unknown:
+        what = f"valid: {', '.join(valid)}" if valid else f"{name} takes no task options"
+        raise UserError(f"unknown task option {unknown[0]!r} for {name} (-T / --judge; {what})")

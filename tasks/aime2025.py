@@ -2,7 +2,8 @@
 
 Dataset: hub `opencompass/AIME2025` (configs `AIME2025-I`, `AIME2025-II`, split `test`, fields
 `question`, `answer`), or a local JSONL/Parquet file (or a folder of them) with `problem` or
-`question` and `answer`. The STEP3-VL-10B report (arXiv 2601.09668, Table 3) scores avg@64 at
+`question` and `answer`, or `--data bundled`: the answer key shipped in the package, without the
+problem statements (not freely licensed; tasks/bundled/aime2025/README.md), for replay and mock only. The STEP3-VL-10B report (arXiv 2601.09668, Table 3) scores avg@64 at
 temperature 1.0; it gives no prompt, so we use a step-by-step instruction with a boxed answer.
 Answers are integers 0-999. The answer is the last `\\boxed{}` (`evals.extract.extract_boxed`),
 compared with the gold by `evals.mathcheck.math_equal` (canonical integers, else math-verify, gold
@@ -17,13 +18,14 @@ from evals import metrics
 from evals.extract import extract_boxed
 from evals.mathcheck import canonical, canonical_equal, math_equal
 from evals.types import GenParams, Message, Response, Sample, Scored, Text
-from tasks.data import load_rows, require_fields
+from tasks.data import BUNDLED, bundled_dir, load_local_rows, load_rows, require_fields
 
 PROMPT_TEMPLATE = (
     "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 )
 HUB_ID = "opencompass/AIME2025"
 HUB_CONFIGS = ["AIME2025-I", "AIME2025-II"]
+NOT_BUNDLED = "AIME 2025 problem {id}: the statement is not bundled with step3vl-eval (answer key only)."
 
 
 class AIME2025:
@@ -31,9 +33,14 @@ class AIME2025:
     prompt_template = PROMPT_TEMPLATE
     default_params = GenParams(max_tokens=65536, temperature=1.0, top_p=1.0, top_k=0)
     default_repeats = 64
+    hub_id = HUB_ID
 
     def load(self, data: str | None, split: str | None, limit: int | None) -> list[Sample]:
-        rows = load_rows(data, hub_id=HUB_ID, hub_configs=HUB_CONFIGS, split=split or "test")
+        if data == BUNDLED:
+            rows = [(source, {**row, "problem": NOT_BUNDLED.format(id=row.get("id"))})
+                    for source, row in load_local_rows(bundled_dir(self.name) / "answers.jsonl")]
+        else:
+            rows = load_rows(data, hub_id=HUB_ID, hub_configs=HUB_CONFIGS, split=split or "test")
         samples = []
         for i, (source, row) in enumerate(rows):
             if "problem" not in row and "question" in row:

@@ -3,6 +3,11 @@
 Local data: a `.jsonl`, `.json` (a list of objects), `.parquet` file, or a folder holding such
 files (read in name order). Each row comes with a `source` string (`file:line`) so that an error
 can name the file, the row and the field.
+
+Bundled data (`--data bundled`): what the package ships under `tasks/bundled/` so that a first run
+needs no hub: MathVision `testmini` with its images (MIT) and the AIME 2025 answer key (the problem
+statements are not freely licensed: see each folder's README). A run records which source it read
+(`data_source` in results.json: bundled, local or hub) beside the dataset fingerprint.
 """
 
 from __future__ import annotations
@@ -16,6 +21,38 @@ from evals.types import UserError
 Row = tuple[str, dict[str, Any]]
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one data row; a larger one is a damaged file, refused without reading it
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+BUNDLED = "bundled"  # the --data value that selects the data shipped in the package
+BUNDLED_ROOT = Path(__file__).parent / "bundled"
+BUNDLED_TASKS = {"mathvision": "MathVision testmini (304 problems, images)", "aime2025": "AIME 2025 answer key"}
+BUNDLED_SPLITS = {"mathvision": "testmini"}  # the split a bundled set is, recorded in the run's spec
+# Bundled sets without problem statements: only tools that never read the prompt may use them.
+ANSWER_KEY_ONLY = {"aime2025"}
+PROMPTLESS_ADAPTERS = ("replay", "mock")
+
+
+def bundled_dir(task: str) -> Path:
+    """The package folder of a task's bundled data, or a UserError naming the tasks that have one."""
+    if task not in BUNDLED_TASKS:
+        have = "; ".join(f"{name}: {what}" for name, what in BUNDLED_TASKS.items())
+        raise UserError(f"--data bundled: no bundled data for {task} (bundled: {have})")
+    return BUNDLED_ROOT / task
+
+
+def check_bundled_use(task: str, data: str | None, provider: str) -> None:
+    """An answer-key-only bundle must not reach a model: its prompts hold no problem statement."""
+    if data == BUNDLED and task in ANSWER_KEY_ONLY and provider not in PROMPTLESS_ADAPTERS:
+        raise UserError(f"the bundled {task} data is an answer key without problem statements (see "
+                        f"{BUNDLED_ROOT / task / 'README.md'}): use it with replay or mock, or load the "
+                        "problems from the hub (no --data) or --data FILE to ask a model")
+
+
+def data_source(task: str, data: str | None, hub_id: str | None) -> dict[str, str]:
+    """Where a run's data came from, for results.json: bundled, a local path, or the hub."""
+    if data == BUNDLED:
+        return {"kind": "bundled", "location": f"step3vl-eval tasks/bundled/{task}"}
+    if data:
+        return {"kind": "local", "location": str(Path(data).resolve())}
+    return {"kind": "hub", "location": hub_id or "unknown"}
 
 
 def load_rows(data: str | None, hub_id: str, hub_configs: list[str | None], split: str) -> list[Row]:
@@ -109,7 +146,8 @@ def load_hub_rows(hub_id: str, configs: list[str | None], split: str) -> list[Ro
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load {hub_id} ({config or 'default'}, {split}) from the hub: {first}; "
-                            "pass --data PATH for local files") from None
+                            "pass --data PATH for local files (or --data bundled: the package's own "
+                            f"{', '.join(BUNDLED_TASKS.values())})") from None
         rows.extend((f"{hub_id}/{config}:{i + 1}", dict(r)) for i, r in enumerate(undecoded_images(ds)))
     return rows
 

@@ -6,7 +6,8 @@ or the official GitHub layout offline: `--data` naming a JSONL/Parquet file, or 
 `data/<split>.jsonl` (or `<split>.jsonl`, or hub-snapshot `data/<split>-*.parquet`). A row's `image`
 path resolves against the folder that holds `images/`: the data file's folder, or its parent (the
 official `data/` beside `images/`). Images are opened only when a model needs them, so replaying
-predictions needs no image at all. Default split: `test` (the STEP3-VL-10B report most likely
+predictions needs no image at all. `--data bundled`: the `testmini` split (304 problems and their
+figures, MIT) shipped in the package (tasks/bundled/mathvision). Default split: `test` (the STEP3-VL-10B report most likely
 scored the full test set; it does not say).
 
 Prompt: the report's template (App. C.1), which drops the official "step by step", with the
@@ -26,7 +27,7 @@ from typing import Any
 
 from evals import metrics
 from evals.types import GenParams, Image, Message, Part, Response, Sample, Scored, Text, UserError
-from tasks.data import Row, load_local_rows, load_rows, require_fields
+from tasks.data import BUNDLED, Row, bundled_dir, load_local_rows, load_rows, require_fields
 from tasks.images import image_from_cell
 from tasks.mathvision_rules import official_equal, official_extract
 
@@ -68,10 +69,16 @@ class MathVision:
     prompt_template = PROMPT_TEMPLATE
     default_params = GenParams(max_tokens=65536, temperature=1.0, top_p=1.0, top_k=0)
     default_repeats = 1
+    hub_id = HUB_ID
 
     # ---- data ----------------------------------------------------------------------------------
 
     def load(self, data: str | None, split: str | None, limit: int | None) -> list[Sample]:
+        if data == BUNDLED:
+            if split not in (None, "testmini"):
+                raise UserError(f"mathvision: the bundled data is the testmini split (304 problems), not {split!r}; "
+                                "for test use the hub (no --data) or --data PATH")
+            split, data = "testmini", str(bundled_dir(self.name))
         split = split or "test"
         if split not in SPLITS:
             raise UserError(f"mathvision: split must be one of {', '.join(SPLITS)}, not {split!r}")

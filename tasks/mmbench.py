@@ -53,6 +53,7 @@ def official_file(lang: str, version: str) -> str:
 class MMBench:
     default_params = GenParams(max_tokens=65536, temperature=1.0, top_p=1.0, top_k=0)
     default_repeats = 1
+    hub_id = HUB_ID
 
     def __init__(self, lang: str = "en", version: str = "v1.1", **judge_options: str):
         if lang not in PROMPT_TEMPLATES or version not in VERSIONS:

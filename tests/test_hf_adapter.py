@@ -301,7 +301,7 @@ def test_missing_torch_is_a_one_line_user_error() -> None:
         "except UserError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert out.stdout.strip() == "the hf adapter needs torch: pip install 'step3vl-eval[hf]'"
+    assert out.stdout.strip() == 'the hf adapter needs torch: pip install -e ".[hf]" in the project folder, as the README says'
 
 
 # ---- Step3-VL: the version guard (the model itself, from its own remote code: tests/test_step3vl.py) --

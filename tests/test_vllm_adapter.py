@@ -187,7 +187,7 @@ def test_missing_vllm_is_a_one_line_user_error() -> None:
         pytest.skip("vllm is installed in this interpreter")
     from model_adapters.vllm import VLLMAdapter
 
-    with pytest.raises(UserError, match=r"^the vllm adapter needs vllm: pip install 'step3vl-eval\[vllm\]'") as err:
+    with pytest.raises(UserError, match=r'^the vllm adapter needs vllm: pip install -e "\.\[vllm\]"') as err:
         VLLMAdapter("some/model", RunSpec(task="t", model="vllm/some/model"))
     assert "\n" not in str(err.value)
 

@@ -1,0 +1,102 @@
+"""The gate on a folder holding several runs of a task (issue 14): the newest complete one by default,
+said on stderr; `--strict` refuses, listing them; `--tasks` narrows the folder before that check.
+Also: every file the tool writes gets the umask's mode, atomic writes included."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from evals import store
+from evals.cli import main
+
+
+def mock_run(out: Path, task: str, *extra: str) -> Path:
+    before = set(out.iterdir()) if out.exists() else set()
+    assert main(["run", task, "--data", "bundled", "--model", "mock", "--out", str(out), "--quiet", *extra]) == 0
+    (new,) = set(out.iterdir()) - before
+    return new
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("gate_sel")
+    runs = root / "runs"
+    older = mock_run(runs, "aime2025", "--samples", "1", "--limit", "10")
+    newer = mock_run(runs, "aime2025", "--samples", "1", "--limit", "10", "--seed", "1")
+    mathvision = mock_run(runs, "mathvision", "--limit", "20")
+    (older / "results.json").touch()  # mtime must not decide: the time the run finished does
+    baseline = root / "baseline.json"
+    assert main(["gate", "--write-baseline", str(older), str(baseline)]) == 0
+    return {"runs": runs, "older": older, "newer": newer, "mathvision": mathvision, "baseline": baseline}
+
+
+def test_several_runs_of_a_task_pick_the_newest_complete_and_say_so(folder, tmp_path: Path, capsys):
+    report = tmp_path / "gate.json"
+    code = main(["gate", "--baseline", str(folder["baseline"]), "--current", str(folder["runs"]),
+                 "--json", str(report)])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f"holds 2 runs of aime2025; using the newest complete one, {folder['newer'].name}" in err
+    assert json.loads(report.read_text())["tasks"][0]["task"] == "aime2025"
+
+
+def test_strict_refuses_and_lists_the_runs(folder, capsys):
+    code = main(["gate", "--baseline", str(folder["baseline"]), "--current", str(folder["runs"]), "--strict"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "holds 2 runs of aime2025" in err and folder["older"].name in err and folder["newer"].name in err
+
+
+def test_tasks_narrows_before_the_check(folder, tmp_path: Path, capsys):
+    base = tmp_path / "mv.json"
+    assert main(["gate", "--write-baseline", str(folder["mathvision"]), str(base)]) == 0
+    code = main(["gate", "--baseline", str(base), "--current", str(folder["runs"]), "--tasks", "mathvision",
+                 "--strict"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "aime2025" not in err and "| mathvision |" in out
+
+
+def test_no_complete_run_of_a_task_is_refused(folder, tmp_path: Path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("older", "newer"):
+        copy = runs / folder[name].name
+        copy.mkdir()
+        result = json.loads((folder[name] / "results.json").read_text())
+        result["status"] = "incomplete"
+        (copy / "results.json").write_text(json.dumps(result))
+    assert main(["gate", "--baseline", str(folder["baseline"]), "--current", str(runs)]) == 2
+    assert "none of them is complete" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_atomic_writes_take_the_umask(mask: int, tmp_path: Path):
+    old = os.umask(mask)
+    try:
+        store.write_json_atomic(tmp_path / "a.json", {"x": 1})
+        (tmp_path / "plain.txt").write_text("x")  # what open() gives under this umask
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+
+
+def test_run_report_baseline_and_gate_files_are_0644_under_umask_022(folder, tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        run_dir = mock_run(tmp_path / "runs", "aime2025", "--samples", "1", "--limit", "3")
+        assert main(["report", str(run_dir), "--html", str(tmp_path / "r.html"), "--csv", str(tmp_path / "r.csv"),
+                     "--md", str(tmp_path / "r.md")]) == 0
+        assert main(["gate", "--write-baseline", str(run_dir), str(tmp_path / "b.json")]) == 0
+        assert main(["gate", "--baseline", str(tmp_path / "b.json"), "--current", str(run_dir),
+                     "--json", str(tmp_path / "gate.json")]) == 0
+    finally:
+        os.umask(old)
+    written = [run_dir / "results.json", run_dir / "samples.jsonl", run_dir / "run.log", tmp_path / "r.html",
+               tmp_path / "r.csv", tmp_path / "r.md", tmp_path / "b.json", tmp_path / "gate.json"]
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o644" for p in written}

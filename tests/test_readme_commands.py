@@ -1,0 +1,82 @@
+"""Every command in the README's code blocks, run as a newcomer would run it.
+
+The rule (stated in the README's "Development and tests"): a command in a ```bash block runs, in
+README order, in one temporary folder with the hub off, and must exit 0, unless its line ends in a
+`# needs: ...` comment naming what this machine lacks (network, hub, server, gpu, file, ci). Every
+`step3vl-eval` command in the README, in a code block or inline, tagged or not, must also parse
+with the real argument parser, so that no example drifts from the flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from evals.cli import build_parser
+
+README = REPO / "README.md"
+NEEDS = re.compile(r"#\s*needs:\s*([a-z, ]+)")
+KNOWN_NEEDS = {"network", "hub", "server", "gpu", "file", "ci"}
+
+
+def code_block_commands(text: str) -> list[str]:
+    """The command lines of the ```bash blocks (a trailing backslash joins the next line)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                commands.append(line.strip())
+    return commands
+
+
+def needs_of(command: str) -> set[str]:
+    found = NEEDS.search(command)
+    return {n.strip() for n in found.group(1).split(",") if n.strip()} if found else set()
+
+
+def inline_cli_commands(text: str) -> list[str]:
+    return [m for m in re.findall(r"`(step3vl-eval [^`]+)`", text)]
+
+
+COMMANDS = code_block_commands(README.read_text(encoding="utf-8"))
+OFFLINE = [c for c in COMMANDS if not needs_of(c)]
+
+
+def test_the_readme_has_the_three_first_commands_and_tags_only_known_needs():
+    first = [c.split("#")[0].strip() for c in COMMANDS[:3]]
+    assert first == ["pip install -e .", "step3vl-eval demo", "bash .ci/run"]  # install, first run, tests
+    assert COMMANDS[1] in OFFLINE and len(OFFLINE) >= 6
+    for command in COMMANDS:
+        assert needs_of(command) <= KNOWN_NEEDS, command
+
+
+def test_every_step3vl_eval_command_in_the_readme_parses():
+    text = README.read_text(encoding="utf-8")
+    commands = [c.split("#")[0] for c in COMMANDS if c.startswith("step3vl-eval")] + inline_cli_commands(text)
+    assert len(commands) >= 20
+    parser = build_parser()
+    for command in commands:
+        argv = shlex.split(command.replace("...", "x").replace("$GITHUB_STEP_SUMMARY", "summary.md"))[1:]
+        if {"--help", "--version", "-h"} & set(argv) or argv[-1:] == ["COMMAND"]:
+            continue
+        parser.parse_args(argv)  # a UserError (exit 2) here names the drifted flag
+
+
+@pytest.mark.slow
+def test_every_offline_readme_command_runs(tmp_path: Path):
+    """In order, in one folder: `demo` writes step3vl-demo/, the next commands read it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "PY": sys.executable}
+    shim = 'step3vl-eval() { "$PY" -m evals.cli "$@"; }\n'  # the console script, from this checkout
+    for command in OFFLINE:
+        proc = subprocess.run(["bash", "-c", shim + command], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert (tmp_path / "step3vl-demo" / "leaderboard.html").is_file()
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "baseline.json").is_file()
