@@ -27,7 +27,8 @@ CALLS = "calls.jsonl"  # sub-calls of a mode (PaCoRe rounds), cached for resume
 # Fields that do not change what a run measures: they stay out of the run id and the protocol.
 OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls", "api_key_env"}
 OPERATIONAL_ADAPTER_OPTIONS = {"batch_size", "device_map", "gpu_memory_utilization", "tensor_parallel_size",
-                               "data_parallel_size", "mock_delay", "backoff_base"}
+                               "data_parallel_size", "mock_delay", "backoff_base",
+                               "ray", "replicas", "ray_cpus", "ray_gpus", "ray_chunk"}
 
 
 def spec_identity(spec: RunSpec) -> dict[str, Any]:

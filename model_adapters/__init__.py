@@ -1,7 +1,8 @@
 """Backends: one module each, imported lazily so that `import evals` never imports torch or vllm.
 
 `--model` takes `provider/name` (`openai/step3-vl`, `hf/stepfun-ai/Step3-VL-10B`,
-`vllm/stepfun-ai/Step3-VL-10B`), `replay:FILE`, or `mock` (a scripted smoke-test tool).
+`vllm/stepfun-ai/Step3-VL-10B`), `replay:FILE`, or `mock` (a scripted smoke-test tool). With
+`--ray` the hf or vllm adapter runs as a pool of Ray actors (model_adapters/ray_pool.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def parse_model(model: str) -> tuple[str, str]:
 
 
 def load_adapter(spec: RunSpec) -> Adapter:
+    if "ray" in spec.adapter_options:  # --ray: the hf or vllm adapter as a pool of Ray actors
+        from model_adapters.ray_pool import RayPool
+
+        return RayPool(spec)
     provider, name = parse_model(spec.model)
     module, cls = ADAPTERS[provider].split(":")
     try:
