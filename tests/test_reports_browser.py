@@ -1,5 +1,6 @@
 """The HTML report in a real browser: headless Chromium loads it from a file, runs its inline script,
-and we read the DOM it built (`--dump-dom`): leaderboard values, the explorer's filters (driven by
+and we read the DOM it built (`--dump-dom`): leaderboard values, the explorer's filters over its
+gzip-compressed data (decompressed by the browser's DecompressionStream; driven by
 the URL hash, as a shared link would), and model output holding <script>/<img onerror> payloads
 staying text. A screenshot is saved under the pytest tmp dir for a person to look at.
 """
@@ -66,6 +67,7 @@ def test_leaderboard_and_verdict_filter_render_and_payloads_stay_text(page):
     shown = cards(text)
     assert len(shown) == len(wrong) == 4 and {c["data-verdict"] for c in shown} == {"wrong"}
     assert f"{len(wrong)} of 12 samples" in text
+    assert re.search(r'<div id="sample-list" data-ready-ms="\d+">', text)  # drawn from the decompressed data
     # the payload sample is among them: its text is on the page, as text
     assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in text
     assert "&lt;img src=x onerror=" in text

@@ -309,6 +309,8 @@
     document.getElementById("page-info").textContent = "page " + state.page + " of " + pages;
     document.getElementById("prev").disabled = state.page <= 1;
     document.getElementById("next").disabled = state.page >= pages;
+    // when the explorer first showed samples, in ms since navigation (benchmarks/report_render.py)
+    if (!list.hasAttribute("data-ready-ms")) list.setAttribute("data-ready-ms", String(Math.round(performance.now())));
   }
 
   function onFilter(key) {
