@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -141,11 +142,13 @@ class RayPool:
         cpus = float(opts.get("ray_cpus", 1))
         self.ray = ray = import_ray()
         address = opts.get("ray") or None  # None: RAY_ADDRESS, else a cluster started on this machine, else a new one
-        try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise UserError(f"cannot connect to the Ray cluster at {address or 'the default address'}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        self.connected = not ray.is_initialized()  # a caller that connected already keeps its connection
+        if self.connected:
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise UserError(f"cannot connect to the Ray cluster at {address or 'the default address'}: "
+                                f"{first_line(exc)}") from None
         gpus = replica_gpus(opts, ray.cluster_resources().get("GPU", 0.0))
         actor_class = ray.remote(Replica).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)
         actors = [actor_class.remote(inner_spec(spec)) for _ in range(self.replicas)]
@@ -158,15 +161,10 @@ class RayPool:
         for actor in actors:
             try:
                 members.append(Member(actor, ray.get(actor.ready.remote())))
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
                 self.kill_all(actors)
-                if isinstance(cause, UserError) or isinstance(getattr(exc, "cause", None), UserError):
-                    raise UserError(str(getattr(exc, "cause", cause))) from None
-                raise
-            except ray.exceptions.RayActorError as exc:
-                self.kill_all(actors)
-                raise UserError(f"a Ray replica could not start: {first_line(exc)}") from None
+                self.close()
+                raise UserError(startup_error(exc)) from None
         return members
 
     def kill_all(self, actors: list[Any]) -> None:
@@ -234,9 +232,17 @@ class RayPool:
               f"{len(self.members)} left take its requests", file=sys.stderr)
 
     def close(self) -> None:
-        self.kill_all([m.actor for m in self.members])
+        self.kill_all([m.actor for m in getattr(self, "members", [])])
         self.members = []
-        self.ray.shutdown()
+        if self.connected and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def startup_error(exc: BaseException) -> str:
+    """The one line to show for a replica that could not load its model: the adapter's own message
+    (`model directory ... does not exist`) when the replica raised a UserError, else Ray's first line."""
+    found = re.findall(r"UserError: (.+)", str(exc))
+    return found[-1].strip() if found else f"a Ray replica could not start: {first_line(exc)}"
 
 
 def first_line(exc: BaseException) -> str:
