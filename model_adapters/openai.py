@@ -15,6 +15,8 @@ CPU per request; aiohttp's costs ~0.3 ms (docs/performance.md has the figures).
 - Retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped connections
   and malformed bodies; `Retry-After` (seconds or an HTTP date) is honoured.
 - Several base URLs share the load (least in flight first): a fleet serving one model.
+- Images are encoded once per run (read, checked, base64, JSON-escaped) and spliced into each
+  body as bytes (`ImageLiterals`, `encode_body`): an image request costs about what a text one does.
 - The API key comes from the environment (`OPENAI_API_KEY` or `--api-key-env NAME`) and is only
   ever put in a request header; a loopback or private server needs none.
 - Reasoning from `reasoning_content` / `reasoning`, or split at the last `</think>`.
@@ -246,7 +248,11 @@ class OpenAIAdapter:
                             "(or name another variable with --api-key-env)")
         self.in_flight = {u: 0 for u in self.base_urls}
         self.proxies = {u: env_proxy(u) for u in self.base_urls}
-        self.images = ImageLiterals(int(float(self.options.get("image_cache_mb", IMAGE_CACHE_BYTES / 2**20)) * 2**20))
+        try:  # -O image_cache_mb=N
+            cache_mb = float(self.options.get("image_cache_mb", IMAGE_CACHE_BYTES / 2**20))
+        except (TypeError, ValueError):
+            raise UserError(f"image_cache_mb must be a number, got {self.options['image_cache_mb']!r}") from None
+        self.images = ImageLiterals(int(cache_mb * 2**20))
         self.image_slot = f"\x00image-{secrets.token_hex(8)}\x00"  # where an image goes in a body
         self.frozen = False
         self.calls = 0
