@@ -283,7 +283,37 @@ def image_figures(latency: float, concurrency: int, requests: int, work: Path) -
             check(runs[k], k * (n // repeats))
     per_k = n // repeats
     figures["cpu_ms_per_request"] = 1000 * (runs[repeats].cpu - runs[small_repeats].cpu) / ((repeats - small_repeats) * per_k)
+    import PIL.Image  # noqa: F401  (imported once per process by the first figure read: not a per-request cost)
+
+    texts = without_images(todo)
+    with chat_server(0.0) as server:  # the image path alone: the same prompts with and without figures
+        rounds = [(adapter_cpu_ms(server.url, todo, concurrency), adapter_cpu_ms(server.url, texts, concurrency))
+                  for _ in range(2)]  # alternated, best of 2: the machine is shared
+    figures["adapter_cpu_ms_image"] = min(i for i, _ in rounds)
+    figures["adapter_cpu_ms_text"] = min(t for _, t in rounds)
     return figures
+
+
+def without_images(requests: list[Any]) -> list[Any]:
+    from dataclasses import replace
+
+    from evals.types import Message, Text
+
+    return [replace(r, messages=[Message(m.role, [p for p in m.content if isinstance(p, Text)]) for m in r.messages])
+            for r in requests]
+
+
+def adapter_cpu_ms(url: str, todo: list[Any], concurrency: int) -> float:
+    """CPU time of this process per request of one `generate` (a fresh adapter: every image is
+    encoded in the measured call), against a server that answers at once."""
+    from evals.types import RunSpec
+    from model_adapters.openai import OpenAIAdapter
+
+    adapter = OpenAIAdapter("bench", RunSpec(task="mathvision", model="openai/bench", base_urls=[url],
+                                             concurrency=concurrency))
+    started = time.process_time()
+    adapter.generate(todo, lambda r: None)
+    return 1000 * (time.process_time() - started) / len(todo)
 
 
 def adapter_throughput_on(url: str, todo: list[Any], concurrency: int) -> float:

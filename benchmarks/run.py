@@ -82,10 +82,13 @@ def image_rows(text: dict, image: dict) -> list[Row]:
         t, i = text[key] / text["limit_rps"], image[key] / image["limit_rps"]
         rows.append(Row(f"Image vs text, {name}; {workload}" if key == "window_rps" else f"Image vs text, {name}",
                         f"image {i:.2f} | text {t:.2f} x limit", f"image >= {goal}", i >= goal))
-    ratio = image["cpu_ms_per_request"] / text["cpu_ms_per_request"]
-    rows.append(Row("Image vs text, harness CPU per request (instant server)",
-                    f"image {image['cpu_ms_per_request']:.2f} ms | text {text['cpu_ms_per_request']:.2f} ms = {ratio:.2f} x",
-                    "<= 1.5 x", ratio <= 1.5))
+    ratio = image["adapter_cpu_ms_image"] / image["adapter_cpu_ms_text"]
+    rows.append(Row("Image vs text, client CPU per request: the adapter on the same prompts with and without figures",
+                    f"image {image['adapter_cpu_ms_image']:.2f} ms | text {image['adapter_cpu_ms_text']:.2f} ms "
+                    f"= {ratio:.2f} x", "<= 1.5 x", ratio <= 1.5))
+    rows.append(Row("Image vs text, whole CLI CPU per request (instant server; MathVision's scorer vs AIME's)",
+                    f"image {image['cpu_ms_per_request']:.2f} ms | text {text['cpu_ms_per_request']:.2f} ms "
+                    f"= {image['cpu_ms_per_request'] / text['cpu_ms_per_request']:.2f} x", "", None))
     return rows
 
 

@@ -52,6 +52,7 @@ BACKOFF_CAP = 60.0
 RETRY_AFTER_CAP = 300.0
 THROTTLE_COOLDOWN = 1.0  # seconds: a burst of 429s from one overload halves the limit once
 IMAGE_CACHE_BYTES = 256 * 2**20  # encoded images kept for resending (repeats; PaCoRe sends an image 16 times)
+IMAGE_PROBATION_BYTES = 32 * 2**20  # images sent once so far, kept in case they come again
 
 
 class RetryableError(Exception):
@@ -107,38 +108,70 @@ def backoff_delay(attempt: int, retry_after: float | None, base: float = BACKOFF
 class ImageLiterals:
     """Each image's data URL as a ready JSON string literal (bytes), encoded once per run.
 
-    An image is read, checked, base64-encoded and JSON-escaped the first time a request needs it;
-    from its second use on (repeats, PaCoRe's parallel calls) the encoded bytes are kept and spliced
-    into each request body as they are, so a request costs no more CPU than a text one. Kept: up to
-    `max_bytes` (least recently used out first). An image used once (MMBench's rows) is never kept,
-    so such a run holds no second copy of its images. An inline image is known by its base64 text
-    object: an entry keeps that object alive, so no other image can take its identity.
+    An image is read, checked, base64-encoded and JSON-escaped the first time a request needs it,
+    and those bytes are spliced into each request body that sends it again (repeats, PaCoRe's
+    parallel calls). Two segments, least recently used out first: an image seen once waits in a
+    small one (`probation_bytes`), an image sent again moves to the large one (`max_bytes`). A run
+    that sends each image once (MMBench's rows) thus keeps at most `probation_bytes` of them, never a
+    second copy of the whole data set, and one that cycles through its images (avg@k: all problems,
+    then all again) keeps them all while they fit. An inline image is known by its base64 text
+    object, which an entry keeps alive, so no other image can take its identity.
     """
 
-    def __init__(self, max_bytes: int = IMAGE_CACHE_BYTES):
-        self.max_bytes = max_bytes
-        self.size = 0
-        self.entries: OrderedDict[Any, tuple[Any, bytes]] = OrderedDict()
-        self.seen: set[Any] = set()
+    def __init__(self, max_bytes: int = IMAGE_CACHE_BYTES, probation_bytes: int = IMAGE_PROBATION_BYTES):
+        self.kept = Segment(max_bytes)
+        self.probation = Segment(min(probation_bytes, max_bytes))
         self.encoded = 0  # how many times an image was encoded (a test and the benchmark read it)
+
+    @property
+    def size(self) -> int:
+        return self.kept.size + self.probation.size
 
     def literal(self, image: Image) -> bytes:
         key = ("b64", id(image.b64)) if image.b64 is not None else ("path", image.path)
-        entry = self.entries.get(key)
-        if entry is not None and (image.b64 is None or entry[0] is image.b64):
-            self.entries.move_to_end(key)
-            return entry[1]
+        found = self.kept.get(key, image)
+        if found is not None:
+            return found
+        found = self.probation.pop(key, image)
+        if found is not None:  # its second use: kept from now on
+            self.kept.put(key, image, found)
+            return found
         self.encoded += 1
         literal = json.dumps(f"data:{image.mime};base64,{image.as_b64()}").encode()
-        if key in self.seen and len(literal) <= self.max_bytes:
-            self.entries[key] = (image.b64, literal)
-            self.size += len(literal)
-            while self.size > self.max_bytes:
-                _, (_, dropped) = self.entries.popitem(last=False)
-                self.size -= len(dropped)
-        else:
-            self.seen.add(key)
+        self.probation.put(key, image, literal)
         return literal
+
+
+class Segment:
+    """An LRU of encoded images bounded in bytes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.entries: OrderedDict[Any, tuple[Any, bytes]] = OrderedDict()
+
+    def get(self, key: Any, image: Image) -> bytes | None:
+        entry = self.entries.get(key)
+        if entry is None or entry[0] is not image.b64:
+            return None
+        self.entries.move_to_end(key)
+        return entry[1]
+
+    def pop(self, key: Any, image: Image) -> bytes | None:
+        found = self.get(key, image)
+        if found is not None:
+            del self.entries[key]
+            self.size -= len(found)
+        return found
+
+    def put(self, key: Any, image: Image, literal: bytes) -> None:
+        if len(literal) > self.max_bytes:
+            return
+        self.entries[key] = (image.b64, literal)
+        self.size += len(literal)
+        while self.size > self.max_bytes:
+            _, (_, dropped) = self.entries.popitem(last=False)
+            self.size -= len(dropped)
 
 
 def to_openai_message(message: Message, slot: str, images: list[Image]) -> dict[str, Any]:

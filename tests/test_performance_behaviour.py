@@ -159,15 +159,21 @@ def test_an_image_is_encoded_once_per_run_and_the_cache_stays_bounded_in_bytes(t
     from PIL import Image as PILImage
 
     PILImage.new("RGB", (40, 30), "red").save(tmp_path / "fig.png")
-    literals = openai_adapter.ImageLiterals(max_bytes=2000)
+    literals = openai_adapter.ImageLiterals(max_bytes=4000, probation_bytes=1000)
     figure = Image(path=str(tmp_path / "fig.png"), mime="image/png")
     sent = [literals.literal(figure) for _ in range(5)]  # repeats of one problem
-    assert literals.encoded == 2  # the first use is not kept (an image used once never is); the second is
-    assert len(set(sent)) == 1 and json.loads(sent[0]) == "data:image/png;base64," + figure.as_b64()
-    for i in range(200):  # many distinct inline images, each sent twice: kept within max_bytes
-        image = Image(b64=f"{i:08d}".encode().hex() * 8, mime="image/png")
-        assert literals.literal(image) == literals.literal(image)
-    assert 0 < literals.size <= 2000 and literals.size == sum(len(v) for _, v in literals.entries.values())
+    assert literals.encoded == 1 and len(set(sent)) == 1
+    assert json.loads(sent[0]) == "data:image/png;base64," + figure.as_b64()
+    once = [Image(b64=f"{i:08d}".encode().hex() * 8, mime="image/png") for i in range(100)]
+    for image in once:  # sent once each (MMBench): only the small probation segment holds any
+        literals.literal(image)
+    assert literals.probation.size <= 1000 and literals.kept.size == len(sent[0])
+    cycle = once[:20]
+    for _ in range(3):  # avg@k: every problem, then every problem again
+        for image in cycle:
+            literals.literal(image)
+    assert 0 < literals.kept.size <= 4000 and literals.size <= 5000
+    assert literals.kept.size == sum(len(v) for _, v in literals.kept.entries.values())
 
 
 def test_a_request_body_splices_each_image_where_json_would_put_it(tmp_path):
