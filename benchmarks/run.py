@@ -2,7 +2,8 @@
 
     python benchmarks/run.py [--latency 0.2] [--concurrency 64] [--requests 2000] [--pairs 800]
 
-Prints one table (figure, measured, goal, verdict) and then the lines of the PaCoRe-round and
+Prints one table (figure, measured, goal, verdict; the image path, MathVision testmini with its
+figures, next to the text path) and then the lines of the PaCoRe-round and
 hf-batching benchmarks when those scripts are present. Timings depend on the machine and on what
 else runs on it: the header gives the CPU count and the load average before and after, so that a
 figure taken on a busy machine reads as such. Exit status 0 whatever the figures (a benchmark,
@@ -82,13 +83,16 @@ def image_rows(text: dict, image: dict) -> list[Row]:
         t, i = text[key] / text["limit_rps"], image[key] / image["limit_rps"]
         rows.append(Row(f"Image vs text, {name}; {workload}" if key == "window_rps" else f"Image vs text, {name}",
                         f"image {i:.2f} | text {t:.2f} x limit", f"image >= {goal}", i >= goal))
-    ratio = image["adapter_cpu_ms_image"] / image["adapter_cpu_ms_text"]
-    rows.append(Row("Image vs text, client CPU per request: the adapter on the same prompts with and without figures",
-                    f"image {image['adapter_cpu_ms_image']:.2f} ms | text {image['adapter_cpu_ms_text']:.2f} ms "
-                    f"= {ratio:.2f} x", "<= 1.5 x", ratio <= 1.5))
-    rows.append(Row("Image vs text, whole CLI CPU per request (instant server; MathVision's scorer vs AIME's)",
+    whole = image["cpu_ms_per_request"] / text["cpu_ms_per_request"]
+    rows.append(Row("Image vs text, client CPU per request (instant server; whole CLI, MathVision's scorer "
+                    "included, which AIME's integer answers skip)",
                     f"image {image['cpu_ms_per_request']:.2f} ms | text {text['cpu_ms_per_request']:.2f} ms "
-                    f"= {image['cpu_ms_per_request'] / text['cpu_ms_per_request']:.2f} x", "", None))
+                    f"= {whole:.2f} x", "<= 1.5 x", whole <= 1.5))
+    alone = image["adapter_cpu_ms_image"] / image["adapter_cpu_ms_text"]
+    rows.append(Row("Image vs text, the adapter alone on the same prompts with and without figures",
+                    f"image {image['adapter_cpu_ms_image']:.2f} ms | text {image['adapter_cpu_ms_text']:.2f} ms "
+                    f"= {alone:.2f} x (+{image['adapter_cpu_ms_image'] - image['adapter_cpu_ms_text']:.2f} ms)", "",
+                    None))
     return rows
 
 

@@ -25,12 +25,14 @@ CPU per request; aiohttp's costs ~0.3 ms (docs/performance.md has the figures).
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import gc
 import ipaddress
 import json
 import os
 import random
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -52,7 +54,8 @@ BACKOFF_CAP = 60.0
 RETRY_AFTER_CAP = 300.0
 THROTTLE_COOLDOWN = 1.0  # seconds: a burst of 429s from one overload halves the limit once
 IMAGE_CACHE_BYTES = 256 * 2**20  # encoded images kept for resending (repeats; PaCoRe sends an image 16 times)
-IMAGE_PROBATION_BYTES = 32 * 2**20  # images sent once so far, kept in case they come again
+IMAGE_PROBATION_BYTES = 16 * 2**20  # images sent once so far, kept in case they come again
+SAFE_MIME = re.compile(r"[a-z]+/[a-z0-9.+-]+")
 
 
 class RetryableError(Exception):
@@ -137,9 +140,17 @@ class ImageLiterals:
             self.kept.put(key, image, found)
             return found
         self.encoded += 1
-        literal = json.dumps(f"data:{image.mime};base64,{image.as_b64()}").encode()
+        literal = encode_image(image)
         self.probation.put(key, image, literal)
         return literal
+
+
+def encode_image(image: Image) -> bytes:
+    """The image's data URL as a JSON string literal. Base64 made here from the file's bytes needs
+    no escaping; inline base64 text (a data file's) goes through `json.dumps`, whatever it holds."""
+    if image.b64 is None and SAFE_MIME.fullmatch(image.mime):
+        return b'"data:' + image.mime.encode() + b";base64," + base64.b64encode(image.read_bytes()) + b'"'
+    return json.dumps(f"data:{image.mime};base64,{image.as_b64()}").encode()
 
 
 class Segment:
