@@ -51,7 +51,10 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def dom(page: dict[str, Any], state: str) -> str:
-    return chromium(page["profile"], "--dump-dom", f"{page['html'].as_uri()}#samples:{state}")
+    # The explorer draws once the browser has decompressed its data (a promise): the virtual time
+    # budget makes headless Chromium run the page's pending work before it dumps the DOM.
+    return chromium(page["profile"], "--virtual-time-budget=10000", "--dump-dom",
+                    f"{page['html'].as_uri()}#samples:{state}")
 
 
 def cards(dom_text: str) -> list[dict[str, str]]:
@@ -89,7 +92,7 @@ def test_category_and_rule_filters_combine_and_category_payload_stays_text(page)
 
 def test_screenshot_of_the_report(page, tmp_path):
     shot = tmp_path / "report.png"
-    chromium(page["profile"], "--window-size=1400,4200", "--hide-scrollbars", f"--screenshot={shot}",
-             page["html"].as_uri())
+    chromium(page["profile"], "--window-size=1400,4200", "--hide-scrollbars", "--virtual-time-budget=10000",
+             f"--screenshot={shot}", page["html"].as_uri())
     assert shot.stat().st_size > 20_000
     print(f"screenshot: {shot}")
