@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +29,9 @@ import pytest
 from conftest import REPO, cli
 
 
-ENV = {"OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+# A throwaway cluster on this machine, without Ray's token authentication: with it, Ray reads (or
+# writes) a token in ~/.ray, which another Ray cluster on the machine may have replaced.
+ENV = {"OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
 KILL_AFTER_RECORDS = 2
 
 
@@ -52,21 +55,17 @@ def ray_cluster() -> Iterator[Cluster]:
     try:
         address = read_address(head)
         yield Cluster(address, head.pid)
-    finally:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(head.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                head.wait(wait)
-                time.sleep(1)  # let its children go with it
-            except subprocess.TimeoutExpired:
-                continue
+    finally:  # the whole process group: ray start, the GCS, the raylet and every worker and actor
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(3)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
         try:
             os.killpg(head.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        head.wait(10)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -78,8 +77,6 @@ def read_address(head: subprocess.Popen[str]) -> str:
         if "ray start --address=" in line:
             address = line.split("--address=", 1)[1].strip().strip("'\"")
             # keep draining the head's output so that it never blocks on a full pipe
-            import threading
-
             threading.Thread(target=lambda: [None for _ in head.stdout], daemon=True).start()  # type: ignore[union-attr]
             return address
     raise RuntimeError("ray start --head did not start:\n" + "".join(seen[-20:]))
