@@ -3,8 +3,8 @@
 Two replicas of a tiny real VLM answer MMMU questions with images; the run's samples.jsonl must
 equal the same run without Ray, answer for answer (seeded sampling per request), also when a replica
 is killed (kill -9) mid-run. With every replica killed the run ends with exit 1 and the same
-command finishes it. About 60 s on an idle 2-core machine (each run starts its actors: torch and
-the model load in each); several times that while other test suites share the cores.
+command finishes it. 45-65 s on the 2-core development machine at load average 2-4 (each run
+starts its actors, and torch and the model load in each); about 3 minutes at load average 12.
 """
 
 from __future__ import annotations
