@@ -82,10 +82,20 @@ def positive_int(value: Any, what: str) -> int:
     return n
 
 
+def non_negative(value: Any, what: str) -> float:
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        n = -1.0
+    if n < 0:
+        raise UserError(f"{what} must be a number of at least 0, got {value!r}")
+    return n
+
+
 def replica_gpus(opts: dict[str, Any], cluster_gpus: float) -> float:
     """GPUs per replica: `-O ray_gpus=N`, else tensor x data parallel size on a cluster with GPUs."""
     if "ray_gpus" in opts:
-        return float(opts["ray_gpus"])
+        return non_negative(opts["ray_gpus"], "ray_gpus")
     if cluster_gpus <= 0:
         return 0.0
     tp = int(opts.get("tensor_parallel_size") or 1)
@@ -139,7 +149,7 @@ class RayPool:
         opts = spec.adapter_options
         self.replicas = positive_int(opts.get("replicas", 1), "--replicas")
         self.max_chunk = positive_int(opts.get("ray_chunk", DEFAULT_MAX_CHUNK), "ray_chunk")
-        cpus = float(opts.get("ray_cpus", 1))
+        cpus = non_negative(opts.get("ray_cpus", 1), "ray_cpus")
         self.ray = ray = import_ray()
         address = opts.get("ray") or None  # None: RAY_ADDRESS, else a cluster started on this machine, else a new one
         self.connected = not ray.is_initialized()  # a caller that connected already keeps its connection
@@ -173,10 +183,6 @@ class RayPool:
                 self.ray.kill(actor)
             except Exception:  # already gone
                 pass
-
-    @property
-    def pids(self) -> list[int]:
-        return [m.pid for m in self.members]
 
     def generate(self, requests: list[Request], on_response: Callable[[Response], None] | None = None) -> list[Response]:
         if not requests:
