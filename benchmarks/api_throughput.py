@@ -39,13 +39,14 @@ REASONING = ("Let me think about this step by step. " * 110).strip()  # ~4 KB, l
 def serve(latency: float) -> None:
     from chat_server import ChatServer, Reply
 
-    stats: dict[str, Any] = {"calls": 0, "first": None}
+    stats: dict[str, Any] = {"calls": 0, "first": None, "last": None}
 
     def note_arrival(body: dict[str, Any], attempt: int) -> None:  # called as each call arrives
         stats["calls"] += 1
         stats["first"] = stats["first"] or time.time()
 
-    def answer(body: dict[str, Any]) -> Reply:
+    def answer(body: dict[str, Any]) -> Reply:  # called as each call is answered, after `latency`
+        stats["last"] = time.time()
         return Reply(content="The answer is \\boxed{7}.", reasoning_content=REASONING,
                      prompt_tokens=60, completion_tokens=900)
 
@@ -123,6 +124,7 @@ class CliRun:
     wall: float  # launch to exit
     to_results: float  # launch to the last write of results.json
     to_first_call: float | None  # launch to the first chat completion reaching the server
+    window: float | None  # the server's first arrival to its last answer (a fresh server only)
     cpu: float  # user + system seconds of the CLI process
     peak_rss_mb: float
     calls: int  # chat completions the server received during this run
@@ -156,6 +158,7 @@ def run_cli(server: Server, command: list[str], out: Path) -> CliRun:
         wall=wall,
         to_results=(results[0].stat().st_mtime - launched) if results else float("nan"),
         to_first_call=after["first"] - launched if fresh else None,
+        window=after["last"] - after["first"] if fresh and after["last"] else None,
         cpu=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,
         calls=after["calls"] - before["calls"],
@@ -180,6 +183,7 @@ def api_figures(latency: float, concurrency: int, requests: int, work: Path) -> 
         figures["adapter_rps"] = adapter_throughput(server.url, requests, concurrency)
     check(e2e, requests)
     figures.update(e2e_rps=requests / e2e.to_results, e2e_wall=e2e.wall, to_first_call=e2e.to_first_call,
+                   window_rps=requests / e2e.window if e2e.window else float("nan"),
                    e2e_peak_rss_mb=e2e.peak_rss_mb, resume_calls=resume.calls, resume_wall=resume.wall,
                    resume_ratio=resume.wall / e2e.wall)
     figures.update(overhead_figures(work, concurrency, requests))
@@ -203,6 +207,126 @@ def overhead_figures(work: Path, concurrency: int, requests: int) -> dict[str, A
             "instant_rps": requests / runs[requests].wall}
 
 
+# ---- the image path: MathVision testmini with its figures, side by side with the text path -------
+
+SHARED_MATHVISION = ROOT.parent / "shared" / "data" / "mathvision"
+SYNTHETIC_FIGURES = 304
+
+
+def image_data(work: Path) -> tuple[Path, str]:
+    """(data dir, where from): the real MathVision testmini (304 figures, 32 KB mean, up to 263 KB)
+    when ../shared/data has it, else 304 synthetic JPEG figures of similar sizes in the same layout."""
+    if (SHARED_MATHVISION / "data" / "testmini.jsonl").exists() and (SHARED_MATHVISION / "images").is_dir():
+        return SHARED_MATHVISION, "MathVision testmini (real figures)"
+    import random
+
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    folder = work / "mathvision"
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "data").mkdir(exist_ok=True)
+    rng = random.Random(0)
+    rows = []
+    for i in range(SYNTHETIC_FIGURES):
+        im = PILImage.new("RGB", (rng.randrange(200, 900), rng.randrange(150, 600)), "white")
+        draw = ImageDraw.Draw(im)
+        for _ in range(rng.randrange(5, 40)):
+            x, y = rng.randrange(im.width), rng.randrange(im.height)
+            draw.line((x, y, rng.randrange(im.width), rng.randrange(im.height)), fill=(0, 0, 0), width=2)
+        im.save(folder / "images" / f"{i}.jpg", quality=90)
+        rows.append({"id": str(i), "question": f"How many lines are in the figure? <image1> ({i})", "options": [],
+                     "answer": "7", "level": 1 + i % 5, "subject": "counting", "image": f"images/{i}.jpg"})
+    (folder / "data" / "testmini.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder, "synthetic figures (no ../shared/data)"
+
+
+def image_requests(data: Path, requests: int) -> list[Any]:
+    """The requests an image run sends: every testmini problem, repeated to about `requests` calls."""
+    from evals.runner import build_requests
+    from evals.types import GenParams, RunSpec
+    from tasks.mathvision import MathVision
+
+    samples = MathVision().load(str(data), "testmini", None)
+    spec = RunSpec(task="mathvision", model="openai/bench", repeats=max(1, round(requests / len(samples))),
+                   params=GenParams(max_tokens=1024))
+    return build_requests(samples, spec)
+
+
+def mathvision_command(url: str, data: Path, out: Path, repeats: int, concurrency: int) -> list[str]:
+    return [sys.executable, "-m", "evals.cli", "run", "mathvision", "--model", "openai/bench", "--base-url", url,
+            "--data", str(data), "--split", "testmini", "--samples", str(repeats), "--concurrency", str(concurrency),
+            "--out", str(out), "--quiet"]
+
+
+def image_figures(latency: float, concurrency: int, requests: int, work: Path) -> dict[str, Any]:
+    """The image path's figures, taken like the text path's: adapter alone, end to end (with the
+    server's window), and CPU per request against an instant server."""
+    data, source = image_data(work)
+    todo = image_requests(data, requests)
+    n, repeats = len(todo), todo[-1].repeat + 1
+    limit = concurrency / latency
+    figures: dict[str, Any] = {"source": source, "requests": n, "images": n // repeats, "limit_rps": limit}
+    out = work / "image-runs"
+    with chat_server(latency) as server:
+        e2e = run_cli(server, mathvision_command(server.url, data, out, repeats, concurrency), out)
+        check(e2e, n)
+        figures["adapter_rps"] = adapter_throughput_on(server.url, todo, concurrency)
+    figures.update(e2e_rps=n / e2e.to_results, e2e_wall=e2e.wall,
+                   window_rps=n / e2e.window if e2e.window else float("nan"))
+    small_repeats = max(1, repeats // 5)
+    runs = {}
+    with chat_server(0.0) as server:
+        for k in (small_repeats, repeats):
+            out = work / f"image-instant-{k}"
+            runs[k] = run_cli(server, mathvision_command(server.url, data, out, k, concurrency), out)
+            check(runs[k], k * (n // repeats))
+    per_k = n // repeats
+    figures["cpu_ms_per_request"] = 1000 * (runs[repeats].cpu - runs[small_repeats].cpu) / ((repeats - small_repeats) * per_k)
+    import PIL.Image  # noqa: F401  (imported once per process by the first figure read: not a per-request cost)
+
+    texts = without_images(todo)
+    with chat_server(0.0) as server:  # the image path alone: the same prompts with and without figures
+        rounds = [(adapter_cpu_ms(server.url, todo, concurrency), adapter_cpu_ms(server.url, texts, concurrency))
+                  for _ in range(2)]  # alternated, best of 2: the machine is shared
+    figures["adapter_cpu_ms_image"] = min(i for i, _ in rounds)
+    figures["adapter_cpu_ms_text"] = min(t for _, t in rounds)
+    return figures
+
+
+def without_images(requests: list[Any]) -> list[Any]:
+    from dataclasses import replace
+
+    from evals.types import Message, Text
+
+    return [replace(r, messages=[Message(m.role, [p for p in m.content if isinstance(p, Text)]) for m in r.messages])
+            for r in requests]
+
+
+def adapter_cpu_ms(url: str, todo: list[Any], concurrency: int) -> float:
+    """CPU time of this process per request of one `generate` (a fresh adapter: every image is
+    encoded in the measured call), against a server that answers at once."""
+    from evals.types import RunSpec
+    from model_adapters.openai import OpenAIAdapter
+
+    adapter = OpenAIAdapter("bench", RunSpec(task="mathvision", model="openai/bench", base_urls=[url],
+                                             concurrency=concurrency))
+    started = time.process_time()
+    adapter.generate(todo, lambda r: None)
+    return 1000 * (time.process_time() - started) / len(todo)
+
+
+def adapter_throughput_on(url: str, todo: list[Any], concurrency: int) -> float:
+    from evals.types import RunSpec
+    from model_adapters.openai import OpenAIAdapter
+
+    adapter = OpenAIAdapter("bench", RunSpec(task="mathvision", model="openai/bench", base_urls=[url],
+                                             concurrency=concurrency))
+    started = time.perf_counter()
+    adapter.generate(todo, lambda r: None)
+    return len(todo) / (time.perf_counter() - started)
+
+
 def check(run: CliRun, requests: int) -> None:
     if run.returncode != 0 or run.calls != requests:
         raise RuntimeError(f"benchmark CLI run failed (exit {run.returncode}, {run.calls}/{requests} calls): "
@@ -211,7 +335,7 @@ def check(run: CliRun, requests: int) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", choices=["serve", "all"], default="all")
+    p.add_argument("what", nargs="?", choices=["serve", "all", "images"], default="all")
     p.add_argument("--latency", type=float, default=0.2, help="seconds the server takes per call")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--requests", type=int, default=2000)
@@ -221,7 +345,10 @@ def main() -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
     try:
-        print(json.dumps(api_figures(args.latency, args.concurrency, args.requests, work), indent=2))
+        if args.what == "images":
+            print(json.dumps(image_figures(args.latency, args.concurrency, args.requests, work), indent=2))
+        else:
+            print(json.dumps(api_figures(args.latency, args.concurrency, args.requests, work), indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -22,7 +22,6 @@ import random
 import resource
 import subprocess
 import sys
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -74,16 +73,18 @@ def peak_rss_mb() -> float:
 def visit(path: Path) -> dict[str, Any]:
     """Load the TSV with the task's loader and visit every sample as a run does."""
     from evals.types import messages_digest
-    from model_adapters.openai import to_openai_message
+    from model_adapters.openai import ImageLiterals, encode_body, to_openai_message
     from tasks.mmbench import MMBench
 
     imported = peak_rss_mb()
     samples = MMBench().load(str(path), None, None)
     loaded = peak_rss_mb()
-    image_cache: OrderedDict[str, str] = OrderedDict()  # the adapter's bounded data-URL cache
+    literals = ImageLiterals()  # the adapter's cache of encoded images
     for s in samples:
         messages_digest(s.messages)
-        json.dumps([to_openai_message(m, image_cache) for m in s.messages]).encode()
+        images: list = []
+        encode_body({"messages": [to_openai_message(m, "\x00image\x00", images) for m in s.messages]},
+                    "\x00image\x00", images, literals)
     return {"rows": len(samples), "imported_mb": imported, "loaded_mb": loaded, "peak_mb": peak_rss_mb()}
 
 

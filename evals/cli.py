@@ -35,9 +35,10 @@ CONFIG_KEYS: dict[str, type] = {
     "tensor_parallel_size": int, "data_parallel_size": int, "max_model_len": int,
     "gpu_memory_utilization": float, "judge": str, "pacore_widths": str, "pacore_pool": int,
     "adapter_options": dict, "task_options": dict, "system_prompt": str, "task_file": str, "log_to": list,
+    "ray": str, "replicas": int,
 }
 ADAPTER_FLAGS = ("trust_remote_code", "batch_size", "dtype", "device_map", "tensor_parallel_size",
-                 "data_parallel_size", "max_model_len", "gpu_memory_utilization")
+                 "data_parallel_size", "max_model_len", "gpu_memory_utilization", "ray", "replicas")
 PARAM_FLAGS = ("max_tokens", "temperature", "top_p", "top_k")
 
 
@@ -80,6 +81,10 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument("--data-parallel-size", type=int)
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--gpu-memory-utilization", type=float)
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the hf/vllm adapter as Ray actors on the cluster at ADDRESS (none: RAY_ADDRESS, "
+                        "else a cluster started on this machine, else a new local one)")
+    p.add_argument("--replicas", type=int, help="with --ray: how many model replicas (actors) to run")
     p.add_argument("--judge", help="LLM judge for unresolved multiple-choice answers, e.g. openai/gpt-4o-mini")
     p.add_argument("--pacore-widths", help="comma-separated round widths (default 16; a final 1 is appended)")
     p.add_argument("--pacore-pool", type=int, help="PaCoRe avg@k shortcut: pool size of round-0 replies")
@@ -332,6 +337,8 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
         raise UserError("--limit must be at least 1")
     if opts.get("concurrency") is not None and opts["concurrency"] < 1:
         raise UserError("--concurrency must be at least 1")
+    if opts.get("replicas") is not None and "ray" not in opts:
+        raise UserError("--replicas needs --ray")
     adapter_options = dict(opts["adapter_options"])
     adapter_options.update({k: opts[k] for k in ADAPTER_FLAGS if k in opts})
     task_options = dict(opts["task_options"])
@@ -423,6 +430,9 @@ def command_run(args: argparse.Namespace) -> int:
             spec.concurrency = args.concurrency
         if args.base_url:
             spec.base_urls = args.base_url
+        for key in ("ray", "replicas"):
+            if getattr(args, key) is not None:
+                spec.adapter_options[key] = getattr(args, key)
         jobs = [(spec, run_dir)]
     else:
         opts = merged_options(args)

@@ -6,6 +6,8 @@ so a long first round shows its calls and tokens moving before any final answer 
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from typing import Any
 
 from rich.console import Console
@@ -14,12 +16,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evals.types import Response
 
 
+RATE_WINDOW = 200  # answers the rate is taken over
+
+
 class RunProgress:
     def __init__(self, total: int, done: int, enabled: bool = True):
         self.tokens = 0
         self.errors = 0
         self.calls = 0
         self.enabled = enabled
+        self.recent: deque[float] = deque(maxlen=RATE_WINDOW)  # when the last answers came
         self.bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
@@ -39,8 +45,10 @@ class RunProgress:
         if not self.calls:
             self.tokens += response.usage.completion_tokens
         self.errors += response.error is not None
-        task = self.bar.tasks[0]
-        rate = f"{task.speed:.1f} req/s" if task.speed else ""
+        self.recent.append(time.monotonic())
+        span = self.recent[-1] - self.recent[0]
+        # Our own window: rich's `task.speed` sums its last 1,000 samples on every call (~1 ms each).
+        rate = f"{(len(self.recent) - 1) / span:.1f} req/s" if span > 0 else ""
         self.bar.update(self.task_id, advance=1, rate=rate, tokens=self.tokens, errors=self.errors)
 
     def __enter__(self) -> RunProgress:

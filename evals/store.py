@@ -29,7 +29,8 @@ OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls
 # Fields added after runs existed: left out of the identity while unset, so older run ids still match.
 LATER_FIELDS = {"system_prompt"}
 OPERATIONAL_ADAPTER_OPTIONS = {"batch_size", "device_map", "gpu_memory_utilization", "tensor_parallel_size",
-                               "data_parallel_size", "mock_delay", "backoff_base"}
+                               "data_parallel_size", "mock_delay", "backoff_base",
+                               "ray", "replicas", "ray_cpus", "ray_gpus", "ray_chunk"}
 
 
 def spec_identity(spec: RunSpec) -> dict[str, Any]:

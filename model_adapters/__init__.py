@@ -3,7 +3,8 @@
 `--model` takes `provider/name` (`openai/step3-vl`, `hf/stepfun-ai/Step3-VL-10B`,
 `vllm/stepfun-ai/Step3-VL-10B`), `replay:FILE`, `mock` (a scripted smoke-test tool),
 `file:path.py:ClassName` (an adapter class in one file), or `PROVIDER/name` for an adapter that an
-installed package declares in the `step3vl_eval.adapters` entry points (evals/plugins.py).
+installed package declares in the `step3vl_eval.adapters` entry points (evals/plugins.py). With
+`--ray` the hf or vllm adapter runs as a pool of Ray actors (model_adapters/ray_pool.py).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ FILE_PROVIDER = "file"  # --model file:path.py:ClassName
 # `-O NAME=VALUE` options each adapter reads (besides the flags --dtype, --batch-size, ...);
 # None: the adapter checks them itself (vllm: any engine argument). PaCoRe reads pacore_context.
 OPTIONS: dict[str, tuple[str, ...] | None] = {
-    "openai": ("backoff_base", "max_tokens_field", "pacore_context", "extra_body", "think_end", "reasoning_field"),
-    "hf": ("trust_remote_code", "allow_unused_weights", "dtype", "batch_size", "device_map", "pacore_context"),
+    "openai": ("backoff_base", "max_tokens_field", "pacore_context", "extra_body", "think_end", "reasoning_field",
+               "image_cache_mb"),
+    "hf": ("trust_remote_code", "allow_unused_weights", "dtype", "batch_size", "device_map", "pacore_context",
+           "ray_cpus", "ray_gpus", "ray_chunk"),  # the ray_* options: the actors of --ray
     "vllm": None,
     "replay": ("pacore_context",),
     "mock": ("mock_text", "mock_script", "mock_delay", "pacore_context"),
@@ -69,6 +72,11 @@ def provider_in(model: str, known: dict) -> tuple[str, str] | None:
 
 
 def load_adapter(spec: RunSpec) -> Adapter:
+    if "ray" in spec.adapter_options:  # --ray: the hf or vllm adapter as a pool of Ray actors
+        from model_adapters.ray_pool import RayPool
+
+        return RayPool(spec)
+
     from evals import plugins
 
     provider, name = parse_model(spec.model)

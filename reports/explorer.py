@@ -1,8 +1,11 @@
 """The per-run sample explorer's data: every saved record, compacted for the page's inline script.
 
-The page holds each run's records as a JSON blob in `<script type="application/json">`, parsed and
-rendered page by page by the inline script (text goes in through `textContent`, never as HTML), so
-10,000 samples stay usable. Prompts are stored once per prompt digest and images once per image
+The page holds each run's records as gzip-compressed JSON, base64 text in a
+`<script type="application/gzip">` (`packed_json`), decompressed by the browser's own
+`DecompressionStream` when the run is first shown and rendered page by page by the inline script
+(text goes in through `textContent`, never as HTML), so 10,000 samples stay usable: about a tenth
+of the size as plain JSON on reasoning-heavy runs. Base64 holds no markup character, so no text
+can close the element. Prompts are stored once per prompt digest and images once per image
 digest, as small JPEG thumbnails. Long texts are cut to a head and a tail (`max_chars`) with a
 marker saying how much was cut: the full text stays in samples.jsonl.
 """
@@ -10,6 +13,7 @@ marker saying how much was cut: the full text stays in samples.jsonl.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 from pathlib import Path
@@ -31,6 +35,17 @@ def script_json(obj: Any) -> Markup:
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def packed_json(obj: Any) -> Markup:
+    """JSON, gzip-compressed (level 6: level 9 is ~2x slower for ~1% less), as base64 text."""
+    raw = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return Markup(base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii"))
+
+
+def unpack_json(text: str) -> Any:
+    """`packed_json` undone (tests and tools read a report's data this way)."""
+    return json.loads(gzip.decompress(base64.b64decode(text)))
 
 
 def cut_text(text: str, limit: int) -> str:

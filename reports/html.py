@@ -1,7 +1,8 @@
 """The self-contained HTML report: jinja2 templates in reports/templates, autoescape always on.
 
-The only markup that bypasses escaping is the JSON of the sample explorer, which `script_json`
-makes safe for a <script> element, and the template's own CSS and script. A Content-Security-Policy
+The only markup that bypasses escaping is the data of the sample explorer (gzip-compressed JSON as
+base64 text, `packed_json`; the thumbnails as JSON that `script_json` makes safe for a <script>
+element), and the template's own CSS and script. A Content-Security-Policy
 admits that one script by its hash and no network at all, as a second line of defence.
 """
 
@@ -17,7 +18,7 @@ from markupsafe import Markup
 
 from evals.compare import CHANGES, TaskComparison, compare_task
 from reports.chart import Chart, PointIn, build_chart
-from reports.explorer import explorer_data, script_json
+from reports.explorer import explorer_data, packed_json, script_json
 from reports.leaderboard import (
     Column,
     board_rows,
@@ -92,7 +93,7 @@ def render_html(rows: list[Row], runs: list[LoadedRun], published: dict[str, Any
         "charts": compute_charts(columns, runs),
         "rates": [run_rates(r) for r in runs],
         "superseded": [r for row in rows for r in row.superseded],
-        "views": [(v, script_json(v)) for v in views],
+        "views": [(v, packed_json(v)) for v in views],
         "images": script_json(thumbs),
         "with_samples": with_samples,
         "max_chars": max_chars,

@@ -21,6 +21,7 @@ and, for multiple choice, the gold option's text. Metrics: accuracy, per subject
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,15 @@ class RowImage(Image):
         return data
 
 
+def warm_parser_in_background() -> None:
+    """Import latex2sympy while the first requests are in flight. Imported by the first answer that
+    needs it instead (0.3-0.5 s; seconds on a busy machine), it stalled a live run mid-way: answers
+    are scored in the thread that runs the HTTP client's event loop."""
+    from tasks.mathvision_rules import import_parser
+
+    threading.Thread(target=import_parser, name="warm-latex2sympy", daemon=True).start()
+
+
 class MathVision:
     name = "mathvision"
     prompt_template = PROMPT_TEMPLATE
@@ -87,6 +97,7 @@ class MathVision:
         else:
             rows, base_dir = read_local(Path(data), split)
         samples = [to_sample(source, row, base_dir) for source, row in rows]
+        warm_parser_in_background()
         return samples[:limit] if limit else samples
 
     # ---- scoring -------------------------------------------------------------------------------

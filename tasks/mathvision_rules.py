@@ -289,6 +289,11 @@ def has_symbol(s: str) -> bool:
     return bool(STRAY_LETTER.search(s) or GREEK_SYMBOL.search(s)) and not COMMAND_WITH_NAME_ARGUMENT.search(s)
 
 
+def import_parser() -> None:
+    """latex2sympy and sympy, imported ahead of the first answer that needs them."""
+    import latex2sympy2_extended.latex2sympy2  # noqa: F401
+
+
 def parse_latex(s: str) -> object:
     """latex2sympy as the original behaves: no input normalisation, no mixed fractions, case kept."""
     from latex2sympy2_extended import latex2sympy

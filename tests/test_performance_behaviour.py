@@ -155,12 +155,39 @@ def test_a_throttled_run_still_answers_every_request():
     assert adapter.throttles >= 1  # the 429s were seen as throttling, not only retried
 
 
-def test_the_data_url_cache_stays_bounded_however_many_images_a_run_sends():
-    cache = openai_adapter.OrderedDict()
-    for i in range(openai_adapter.IMAGE_CACHE_ENTRIES + 50):
-        image = Image(b64=f"{i:08d}".encode().hex(), mime="image/png")
-        assert openai_adapter.data_url(image, cache).startswith("data:image/png;base64,")
-    assert len(cache) == openai_adapter.IMAGE_CACHE_ENTRIES
+def test_an_image_is_encoded_once_per_run_and_the_cache_stays_bounded_in_bytes(tmp_path):
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (40, 30), "red").save(tmp_path / "fig.png")
+    literals = openai_adapter.ImageLiterals(max_bytes=4000, probation_bytes=1000)
+    figure = Image(path=str(tmp_path / "fig.png"), mime="image/png")
+    sent = [literals.literal(figure) for _ in range(5)]  # repeats of one problem
+    assert literals.encoded == 1 and len(set(sent)) == 1
+    assert json.loads(sent[0]) == "data:image/png;base64," + figure.as_b64()
+    once = [Image(b64=f"{i:08d}".encode().hex() * 8, mime="image/png") for i in range(100)]
+    for image in once:  # sent once each (MMBench): only the small probation segment holds any
+        literals.literal(image)
+    assert literals.probation.size <= 1000 and literals.kept.size == len(sent[0])
+    cycle = once[:20]
+    for _ in range(3):  # avg@k: every problem, then every problem again
+        for image in cycle:
+            literals.literal(image)
+    assert 0 < literals.kept.size <= 4000 and literals.size <= 5000
+    assert literals.kept.size == sum(len(v) for _, v in literals.kept.entries.values())
+
+
+def test_a_request_body_splices_each_image_where_json_would_put_it(tmp_path):
+    from model_adapters.openai import ImageLiterals, encode_body, to_openai_message
+
+    images = [Image(b64="aGVsbG8=", mime="image/png"), Image(b64="d29ybGQ=", mime="image/jpeg")]
+    message = Message("user", [images[0], Text('two "images" \u0000 and a slot-like \x00image-0\x00'), images[1]])
+    slot, found = "\x00image-1234\x00", []
+    body = {"model": "m", "messages": [to_openai_message(message, slot, found)], "max_tokens": 4}
+    sent = json.loads(encode_body(body, slot, found, ImageLiterals()))
+    parts = sent["messages"][0]["content"]
+    assert [p.get("image_url", {}).get("url") for p in parts] == [
+        "data:image/png;base64,aGVsbG8=", None, "data:image/jpeg;base64,d29ybGQ="]
+    assert parts[1]["text"] == message.content[1].text
 
 
 # ---- records and scoring -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from evals.extract import extract_final_answer_letter
 from evals.types import GenParams, Image, Message, Response, RunSpec, Sample, Scored, Text
 from reports import build_report
 from reports.csv_md import md_text
-from reports.explorer import cut_text, explorer_data, script_json
+from reports.explorer import cut_text, explorer_data, script_json, unpack_json
 from reports.runs import assign_anchors, group_rows, load_runs
 
 FIXTURE_TASK = "report_fixture_mcq"
@@ -279,10 +279,12 @@ def test_model_and_dataset_text_is_escaped_everywhere(report):
     html = report["html"].read_text()
     assert SCRIPT_PAYLOAD not in html and "<img src=x" not in html
     assert "Optics &lt;img src=x onerror=alert(1)&gt;" in html  # breakdown table, escaped by jinja2
-    assert "\\u003cscript\\u003edocument.title" in html  # explorer JSON, \u-escaped
-    blobs = re.findall(r'<script type="application/json" id="data-[\w-]+">(.*?)</script>', html, re.DOTALL)
-    assert len(blobs) == 6 and all("<" not in b for b in blobs)
-    assert json.loads(blobs[0])["samples"]
+    packed = re.findall(r'<script type="application/gzip" id="data-[\w-]+">(.*?)</script>', html, re.DOTALL)
+    assert len(packed) == 5 and all(re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", b) for b in packed)  # base64 only
+    views = [unpack_json(b) for b in packed]
+    assert any(SCRIPT_PAYLOAD in s["answer"] for v in views for s in v["samples"])  # kept whole, as data
+    thumbs = re.findall(r'<script type="application/json" id="data-images">(.*?)</script>', html, re.DOTALL)
+    assert len(thumbs) == 1 and "<" not in thumbs[0] and json.loads(thumbs[0]) is not None
 
 
 @pytest.mark.parametrize("text", ["</script><script>alert(1)</script>", "<!--", "a & b > c", "\u2028line"])

@@ -1,5 +1,6 @@
 """The HTML report in a real browser: headless Chromium loads it from a file, runs its inline script,
-and we read the DOM it built (`--dump-dom`): leaderboard values, the explorer's filters (driven by
+and we read the DOM it built (`--dump-dom`): leaderboard values, the explorer's filters over its
+gzip-compressed data (decompressed by the browser's DecompressionStream; driven by
 the URL hash, as a shared link would), and model output holding <script>/<img onerror> payloads
 staying text. A screenshot is saved under the pytest tmp dir for a person to look at.
 """
@@ -50,7 +51,10 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def dom(page: dict[str, Any], state: str) -> str:
-    return chromium(page["profile"], "--dump-dom", f"{page['html'].as_uri()}#samples:{state}")
+    # The explorer draws once the browser has decompressed its data (a promise): the virtual time
+    # budget makes headless Chromium run the page's pending work before it dumps the DOM.
+    return chromium(page["profile"], "--virtual-time-budget=10000", "--dump-dom",
+                    f"{page['html'].as_uri()}#samples:{state}")
 
 
 def cards(dom_text: str) -> list[dict[str, str]]:
@@ -66,6 +70,7 @@ def test_leaderboard_and_verdict_filter_render_and_payloads_stay_text(page):
     shown = cards(text)
     assert len(shown) == len(wrong) == 4 and {c["data-verdict"] for c in shown} == {"wrong"}
     assert f"{len(wrong)} of 12 samples" in text
+    assert re.search(r'<div id="sample-list" data-ready-ms="\d+">', text)  # drawn from the decompressed data
     # the payload sample is among them: its text is on the page, as text
     assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in text
     assert "&lt;img src=x onerror=" in text
@@ -87,7 +92,7 @@ def test_category_and_rule_filters_combine_and_category_payload_stays_text(page)
 
 def test_screenshot_of_the_report(page, tmp_path):
     shot = tmp_path / "report.png"
-    chromium(page["profile"], "--window-size=1400,4200", "--hide-scrollbars", f"--screenshot={shot}",
-             page["html"].as_uri())
+    chromium(page["profile"], "--window-size=1400,4200", "--hide-scrollbars", "--virtual-time-budget=10000",
+             f"--screenshot={shot}", page["html"].as_uri())
     assert shot.stat().st_size > 20_000
     print(f"screenshot: {shot}")

@@ -69,10 +69,25 @@
   var images = JSON.parse(document.getElementById("data-images").textContent);
   var state = { run: controls.run.value, verdict: "", cat: "", rule: "", q: "", page: 1 };
 
+  // A run's records: base64 of gzip-compressed JSON, decompressed by the browser (no network, no
+  // library) the first time the run is shown. A promise of the parsed data, or of null.
+  function unpack(text) {
+    var bytes;
+    if (Uint8Array.fromBase64) {
+      bytes = Uint8Array.fromBase64(text);
+    } else {
+      var binary = atob(text);
+      bytes = new Uint8Array(binary.length);
+      for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    }
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text().then(JSON.parse);
+  }
+
   function runData(anchor) {
-    if (!cache[anchor]) {
+    if (!(anchor in cache)) {
       var node = document.getElementById("data-" + anchor);
-      cache[anchor] = node ? JSON.parse(node.textContent) : null;
+      cache[anchor] = node ? unpack(node.textContent.trim()) : Promise.resolve(null);
     }
     return cache[anchor];
   }
@@ -261,9 +276,22 @@
     return true;
   }
 
+  var rendering = 0;  // the latest render wins when a slower run's data arrives after it
+
   function render() {
-    var data = runData(state.run);
-    if (!data) { state.run = controls.run.value; data = runData(state.run); }
+    var ticket = ++rendering;
+    runData(state.run).then(function (data) {
+      if (data) return data;
+      state.run = controls.run.value;
+      return runData(state.run);
+    }).then(function (data) {
+      if (ticket === rendering) draw(data);
+    }).catch(function (err) {
+      document.getElementById("sample-status").textContent = "could not read the samples of this run: " + err;
+    });
+  }
+
+  function draw(data) {
     controls.run.value = state.run;
     fillFilters(data);
     var shown = data.samples.filter(matches);
@@ -281,6 +309,8 @@
     document.getElementById("page-info").textContent = "page " + state.page + " of " + pages;
     document.getElementById("prev").disabled = state.page <= 1;
     document.getElementById("next").disabled = state.page >= pages;
+    // when the explorer first showed samples, in ms since navigation (benchmarks/report_render.py)
+    if (!list.hasAttribute("data-ready-ms")) list.setAttribute("data-ready-ms", String(Math.round(performance.now())));
   }
 
   function onFilter(key) {
@@ -307,6 +337,7 @@
   });
 
   var fromHash = readHash();
+  document.getElementById("sample-status").textContent = "loading the samples…";
   render();
   if (fromHash) document.getElementById("samples").scrollIntoView();
 })();
