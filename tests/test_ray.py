@@ -48,6 +48,7 @@ def ray_cluster() -> Iterator[Cluster]:
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--port", "0", "--num-cpus", "2",
+                             "--node-ip-address", "127.0.0.1",  # loopback only: nothing leaves the machine
                              "--object-store-memory", str(100 * 2**20), "--include-dashboard", "false",
                              "--disable-usage-stats", "--temp-dir", temp],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
