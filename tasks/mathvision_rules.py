@@ -34,6 +34,8 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
+from tasks.latex2sympy_sidecar import original_parser
+
 LETTERS = "ABCDE"
 ANSWER_PHRASES = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
 UNIT_AND_LATEX_NOISE = (
@@ -44,7 +46,8 @@ UNIT_AND_LATEX_NOISE = (
 )
 MATH_NAMES = {name: value for name, value in vars(math).items() if not name.startswith("_")}
 PRINTED_EXPRESSION = re.compile(r"[\w\s.+\-*/(),]+")
-DECIMAL = re.compile(r"\d+\.\d+")
+DECIMAL = re.compile(r"\d*\.\d+")
+PERCENT = re.compile(r"(\d*\.\d+|\d+)\\%")
 # Without a digit or a command there is no number to evaluate: only symbols, which eval cannot name.
 NO_NUMBER = re.compile(r"[^0-9\\]*")
 # A letter outside a command is a sympy Symbol, and eval knows no symbol (`e` parses as E).
@@ -61,7 +64,9 @@ ORIGINAL_PREPARSE_EDITS = (
     ("\\bigl(", "("), ("\\bigr)", ")"), ("\\left(", "("), ("\\right)", ")"),
 )
 # A syntax error in the original grammar (the fork we parse with accepts them), or a symbol name.
-NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\boxed|\\mathrm\{")
+# `\\!`, `\\(`, `\\)`, `\\ `, `\\;`, `\\:` are lexer errors there; `\\%` only follows a number
+# (`30\\%` is 3/10, which `QuickValue` reads).
+NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\%|\\boxed|\\mathrm\{|\\[!() ;:]")
 MAX_RESULT_DIGITS = 10_000  # beyond this Python's exact integer arithmetic would run for ever
 # sympy evaluates integer powers and factorials while parsing, before `too_costly` can look:
 # a tower of powers, a huge exponent or a huge factorial is refused before it is parsed.
@@ -205,15 +210,18 @@ class QuickValue:
     them (sums, products, powers, perfect squares), `\\frac` and `/` divide into floats. Any other
     token raises NotImplementedError, and the caller parses the text properly."""
 
-    TOKEN = re.compile(r"\\[a-zA-Z]+|\d+\.\d+|\d+|\S")
+    TOKEN = re.compile(r"(?:\d*\.\d+|\d+)\\%|\\[a-zA-Z]+|\\\}|\d*\.\d+|\d+|\S")
     PRODUCT = frozenset({"*", "\\cdot", "\\times"})
+    # Tokens that cannot continue an expression: the original parser stops before them and keeps
+    # what it read (`\\frac{1}{4}}ofthearea` is 1/4, `5.so` is 5). A `.` before a digit is a number.
+    STOPS = frozenset({"}", ")", "]", ".", "_", "'", "&", "\\}"})
 
     def __init__(self, s: str):
         self.tokens, self.i = self.TOKEN.findall(s), 0
 
     def value(self) -> int | float:
         result = self.sum()
-        if self.i != len(self.tokens):
+        if self.i != len(self.tokens) and self.tokens[self.i] not in self.STOPS:
             raise NotImplementedError
         return result
 
@@ -235,7 +243,7 @@ class QuickValue:
 
     def product(self) -> int | float:
         result = self.signed()
-        while self.peek() is not None and self.peek() not in ("+", "-", ")", "}"):
+        while self.peek() is not None and self.peek() not in ("+", "-", *self.STOPS):
             op = self.take() if self.peek() in self.PRODUCT | {"/", ":"} else "*"
             rhs = self.signed()
             result = result / rhs if op in ("/", ":") else result * rhs
@@ -279,6 +287,10 @@ class QuickValue:
     def number(token: str) -> int | float:
         if token.isdigit():
             return int(token)
+        percent = PERCENT.fullmatch(token)
+        if percent:  # the original's PERCENT_NUMBER: Rational(number, 100)
+            exact = Fraction(percent.group(1)) / 100
+            return exact.numerator if exact.denominator == 1 else exact.numerator / exact.denominator
         if not DECIMAL.fullmatch(token):
             raise NotImplementedError
         exact = Fraction(token)  # latex2sympy reads decimals as rationals: 2.0 is the integer 2
@@ -314,18 +326,74 @@ def too_costly(expr: object) -> bool:
     return False
 
 
-@lru_cache(maxsize=65536)
 def rounded_value(s: str) -> int | float | None:
-    """`round(eval(str(latex2sympy(s))), 2)` of the official scorer; None where it raises."""
-    s = s.strip()
+    """`round(eval(str(latex2sympy(s))), 2)` of the official scorer; None where it raises.
+
+    With the original parser in its sidecar (`tasks.latex2sympy_sidecar`) the text is parsed there
+    and the printout valued here without eval; otherwise the emulation below decides."""
+    parser = original_parser()
+    return sidecar_value(s, parser.python) if parser is not None else emulated_value(s)
+
+
+def equality_engine() -> str:
+    """Which engine `rounded_value` uses: recorded in results.json and said once in the run log."""
+    parser = original_parser()
+    if parser is None:
+        return "emulation (set STEP3VL_LATEX2SYMPY_PYTHON to use the original latex2sympy2 1.9.1)"
+    return f"latex2sympy2 1.9.1 sidecar ({parser.python})"
+
+
+@lru_cache(maxsize=65536)
+def sidecar_value(s: str, python: str) -> int | float | None:
+    quick = quick_value(s)
+    if quick is not NotImplemented:
+        return quick
+    parser = original_parser()
+    printed = parser.printed(s) if parser is not None else None
+    if printed is None:
+        return None
+    try:
+        return rounded(evaluate_arithmetic(printed))
+    except Exception:  # as the official try/except: any failure is "no value"
+        return None
+
+
+@lru_cache(maxsize=65536)
+def emulated_value(s: str) -> int | float | None:
+    """The emulation of `rounded_value`: no other process, no eval. A common shape, read up to
+    where the original parser stops, is valued directly; the rest is refused where the original
+    cannot read or evaluate it, else parsed with math-verify's fork."""
+    quick = quick_value(s)
+    if quick is not NotImplemented:
+        return quick
+    s = before_unmatched_brace(s).strip()
     if NO_NUMBER.fullmatch(s) or UNLEXABLE.search(s) or NOT_EVALUABLE.search(s) or has_symbol(s):
         return None
+    for old, new in ORIGINAL_PREPARSE_EDITS:
+        s = s.replace(old, new)
+    return parsed_value(s)
+
+
+def before_unmatched_brace(s: str) -> str:
+    """The text before the first `}` that closes nothing: the original parser stops there."""
+    depth = 0
+    for i, c in enumerate(s):
+        if c in "{}" and i > 0 and s[i - 1] == "\\":
+            continue
+        depth += 1 if c == "{" else -1 if c == "}" else 0
+        if depth < 0:
+            return s[:i]
+    return s
+
+
+def quick_value(s: str) -> int | float | None | object:
+    """The value of a common shape read whole by `QuickValue`, or NotImplemented for anything else."""
     for old, new in ORIGINAL_PREPARSE_EDITS:
         s = s.replace(old, new)
     try:
         return rounded(QuickValue(s).value())
     except NotImplementedError:
-        return parsed_value(s)
+        return NotImplemented
     except Exception:  # ZeroDivisionError, a negative square root, an overflow: eval raises too
         return None
 
