@@ -4,7 +4,9 @@
 # Idempotent: a venv that already imports latex2sympy2 is left as it is.
 #
 # latex2sympy2 1.9.1 needs antlr4-python3-runtime 4.7.2, math-verify needs 4.13.2: they cannot
-# share an environment. `fire` only because evaluate.py imports it. The oracle code itself is not installed: tests run it from ../shared/oracles.
+# share an environment. `fire` only because evaluate.py imports it. The oracle code itself is not
+# installed: tests run it from ../shared/oracles. The same venv can serve the product's parser sidecar
+# (STEP3VL_LATEX2SYMPY_PYTHON=.venv-oracle/bin/python, see docs/tasks.md).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -25,6 +25,8 @@ from pathlib import Path
 
 ENV_VAR = "STEP3VL_LATEX2SYMPY_PYTHON"
 PARSE_TIMEOUT_S = 5.0
+STARTUP_TIMEOUT_S = 120.0  # importing sympy and the parser on a busy machine
+READY = b'{"ready": true}\n'
 MEMORY_LIMIT_BYTES = 4 << 30
 
 
@@ -38,16 +40,25 @@ class OriginalParser:
         self.lock = threading.Lock()
 
     def start(self) -> subprocess.Popen[bytes]:
+        """The running worker, started (and its imports awaited, untimed by the per-parse limit) if need be."""
         if self.proc is None or self.owner != os.getpid() or self.proc.poll() is not None:
             self.proc, self.owner = subprocess.Popen(
                 [self.python, "-u", str(Path(__file__).resolve())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL), os.getpid()
+            assert self.proc.stdout is not None
+            ready, _, _ = select.select([self.proc.stdout], [], [], STARTUP_TIMEOUT_S)
+            if not ready or self.proc.stdout.readline() != READY:
+                self.stop()
+                raise OSError(f"{self.python} did not start the latex2sympy2 worker")
         return self.proc
 
     def printed(self, text: str) -> str | None:
         """sympy's printout of `text` as the original parser reads it; None where it raises or times out."""
         with self.lock:
-            proc = self.start()
+            try:
+                proc = self.start()
+            except OSError:
+                return None
             assert proc.stdin is not None and proc.stdout is not None
             try:
                 proc.stdin.write(json.dumps({"text": text}).encode() + b"\n")
@@ -68,6 +79,7 @@ class OriginalParser:
         self.proc = None
 
     def works(self) -> bool:
+        """The original's prefix reading, which math-verify's fork does not have: `\\frac{1}{4}}x` is 1/4."""
         return self.printed("\\frac{1}{4}}x") == "1/4"
 
 
@@ -85,6 +97,16 @@ def original_parser() -> OriginalParser | None:
     return _parser
 
 
+def check_original_parser() -> None:
+    """Refuse a STEP3VL_LATEX2SYMPY_PYTHON that does not run latex2sympy2 1.9.1, before any scoring."""
+    parser = original_parser()
+    if parser is not None and not parser.works():
+        from evals.types import UserError
+
+        raise UserError(f"{ENV_VAR}={parser.python}: not a Python that runs latex2sympy2 1.9.1 "
+                        f"(create one with .ci/setup_oracle_venv.sh, or unset {ENV_VAR} to use the emulation)")
+
+
 # ---- the worker (runs in the sidecar venv) ---------------------------------------------------
 
 def serve() -> None:
@@ -93,6 +115,8 @@ def serve() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     from latex2sympy2 import latex2sympy
 
+    sys.stdout.write('{"ready": true}\n')
+    sys.stdout.flush()
     for line in sys.stdin:
         text = json.loads(line)["text"]
         try:

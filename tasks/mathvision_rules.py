@@ -13,16 +13,25 @@ The official chain, applied to the stripped response in this order:
 Equality (`official_equal`): lower-case both, exact string, then tuples `(a,b)` / `[a,b]` with each
 element rounded to 2 decimals, then the value of each side rounded to 2 decimals. The official
 scorer gets that value as `round(eval(str(latex2sympy(s))), 2)` with `from math import *` in scope,
-and any exception means "not equal". `latex2sympy2` cannot be installed beside math-verify, so:
-- common shapes (numbers, `\\frac`, `\\sqrt`, `\\pi`, powers, `+ - * / :`) are valued directly, with
-  the original's types (decimals read as rationals, integers kept where sympy keeps them);
-- text that cannot have a value there fails fast: no digit, a stray letter or Greek letter (a sympy
-  Symbol, which eval cannot name), a character outside the original grammar, or `\\circ`, a bare `%`,
-  `\\boxed`, `\\mathrm{}` (syntax errors there, though the fork below accepts them);
-- the rest is parsed with the fork that math-verify ships (`latex2sympy2_extended`, without its
-  normalisation) and the printed expression evaluated over `math` alone, refusing powers and
-  factorials whose exact value would not finish.
-On the four released MATH-V prediction files this gives the official verdict on every item.
+and any exception means "not equal". Its parser (latex2sympy2 1.9.1, ANTLR 4.7.2) reads the longest
+valid prefix: it stops before the first token that cannot continue the expression and ignores the
+rest unread (`\\frac{1}{4}}ofthearea` is 1/4, `5.so,even` is 5), though the one token after the
+prefix is lexed (`{12}#` fails on `#`); it reads `30\\%` as 3/10 and fails on `\\!`, `\\(`, a bare
+`%`. That parser cannot be installed beside math-verify, so the value comes from one of two engines:
+- the original in a sidecar process (`tasks.latex2sympy_sidecar`, when STEP3VL_LATEX2SYMPY_PYTHON
+  names a Python that has it): it only parses; its printout is valued here by an AST walker over
+  `math`, never by eval, and each parse is time-limited;
+- otherwise this emulation: common shapes (numbers, `\\frac`, `\\sqrt`, `\\pi`, powers, `+ - * / :`,
+  `30\\%`) are valued directly by `QuickValue`, with the original's types (decimals read as
+  rationals, integers kept where sympy keeps them) and its prefix reading (it stops before `}`, `)`,
+  `]`, `.`, `_`, `'`, `&`); other text is cut before an unmatched `}` and fails fast where it cannot
+  have a value there (no digit, a stray letter or Greek letter, a character outside the original
+  grammar, `\\circ`, `%`, `\\%` not after a number, `\\!`, `\\(`, `\\boxed`, `\\mathrm{}`); the
+  rest is parsed with the fork math-verify ships (`latex2sympy2_extended`, without its
+  normalisation) and the printout valued by the same walker, refusing powers and factorials whose
+  exact value would not finish.
+Both agree with the official scorer on every response of the oracle tier's corpora (the four
+released MATH-V prediction files and 20,000 generated responses: tests/test_oracle_mathvision.py).
 """
 
 from __future__ import annotations
@@ -46,8 +55,10 @@ UNIT_AND_LATEX_NOISE = (
 )
 MATH_NAMES = {name: value for name, value in vars(math).items() if not name.startswith("_")}
 PRINTED_EXPRESSION = re.compile(r"[\w\s.+\-*/(),]+")
-DECIMAL = re.compile(r"\d*\.\d+")
-PERCENT = re.compile(r"(\d*\.\d+|\d+)\\%")
+# The original's NUMBER: digits with optional thousands groups (`8,178` is 8178), a decimal part.
+NUMBER = r"(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)"
+DECIMAL = re.compile(NUMBER)
+PERCENT = re.compile(rf"({NUMBER})\\%")
 # Without a digit or a command there is no number to evaluate: only symbols, which eval cannot name.
 NO_NUMBER = re.compile(r"[^0-9\\]*")
 # A letter outside a command is a sympy Symbol, and eval knows no symbol (`e` parses as E).
@@ -210,7 +221,7 @@ class QuickValue:
     them (sums, products, powers, perfect squares), `\\frac` and `/` divide into floats. Any other
     token raises NotImplementedError, and the caller parses the text properly."""
 
-    TOKEN = re.compile(r"(?:\d*\.\d+|\d+)\\%|\\[a-zA-Z]+|\\\}|\d*\.\d+|\d+|\S")
+    TOKEN = re.compile(rf"{NUMBER}\\%|\\[a-zA-Z]+|\\\}}|{NUMBER}|\S")
     PRODUCT = frozenset({"*", "\\cdot", "\\times"})
     # Tokens that cannot continue an expression: the original parser stops before them and keeps
     # what it read (`\\frac{1}{4}}ofthearea` is 1/4, `5.so` is 5). A `.` before a digit is a number.
@@ -289,11 +300,11 @@ class QuickValue:
             return int(token)
         percent = PERCENT.fullmatch(token)
         if percent:  # the original's PERCENT_NUMBER: Rational(number, 100)
-            exact = Fraction(percent.group(1)) / 100
+            exact = Fraction(percent.group(1).replace(",", "")) / 100
             return exact.numerator if exact.denominator == 1 else exact.numerator / exact.denominator
         if not DECIMAL.fullmatch(token):
             raise NotImplementedError
-        exact = Fraction(token)  # latex2sympy reads decimals as rationals: 2.0 is the integer 2
+        exact = Fraction(token.replace(",", ""))  # decimals read as rationals: 2.0 is the integer 2
         return exact.numerator if exact.denominator == 1 else exact.numerator / exact.denominator
 
 
@@ -366,7 +377,7 @@ def emulated_value(s: str) -> int | float | None:
     quick = quick_value(s)
     if quick is not NotImplemented:
         return quick
-    s = before_unmatched_brace(s).strip()
+    s = without_outer_braces(before_unmatched_brace(s).strip())
     if NO_NUMBER.fullmatch(s) or UNLEXABLE.search(s) or NOT_EVALUABLE.search(s) or has_symbol(s):
         return None
     for old, new in ORIGINAL_PREPARSE_EDITS:
@@ -383,6 +394,13 @@ def before_unmatched_brace(s: str) -> str:
         depth += 1 if c == "{" else -1 if c == "}" else 0
         if depth < 0:
             return s[:i]
+    return s
+
+
+def without_outer_braces(s: str) -> str:
+    """`{x}` is a group there, x; the fork would read a set."""
+    while s.startswith("{") and before_unmatched_brace(s[1:]) == s[1:-1]:
+        s = s[1:-1].strip()
     return s
 
 

@@ -15,7 +15,7 @@ from chat_server import ChatServer
 from conftest import cli
 from PIL import Image as PILImage
 
-from evals.types import Image, Response, Text, UserError
+from evals.types import Image, Response, Sample, Text, UserError
 from tasks import get_task
 from tasks.mathvision import PROMPT_TEMPLATE, MathVision
 from tasks.mathvision_rules import (
@@ -103,6 +103,51 @@ EQUALITY = [
 @pytest.mark.parametrize("gold,answer,expected,why", EQUALITY, ids=[c[3] for c in EQUALITY])
 def test_official_equality(gold: str, answer: str, expected: bool, why: str):
     assert official_equal(gold, answer) is expected, why
+
+
+# ---- the original parser's semantics (issue 12): (gold, options, response, answer, correct, why) -
+# Each case is also run through the official scorer itself in the oracle tier
+# (tests/test_oracle_mathvision.py), which must give the same answer and verdict.
+
+QUARTERS = ["$\\frac{1}{2}$", "$\\frac{1}{4}$", "$\\frac{1}{3}$", "$\\frac{3}{4}$", "$1$"]
+PERCENTS = ["$10\\%$", "$20\\%$", "$30\\%$", "$40\\%$", "$50\\%$"]
+SIGNED = ["$-\\!2$", "$-1$", "$0$", "$1$", "$2$"]
+ORIGINAL_PARSER_CASES = [
+    ("B", QUARTERS, "The shaded part is \\boxed{\\frac{1}{4}} of the area of ABCD. The answer is: \\frac{1}{4}",
+     "\\frac{1}{4}}oftheareaofabcd.theansweris:\\frac{1}{4", True, "the longest valid prefix: 1/4"),
+    ("\\frac{3\\pi}{2}", [], "$\\boxed{\\frac{3\\pi}{2}}{cm}$", "\\frac{3\\pi}{2}}{cm", True, "prefix before }{cm"),
+    ("$8+2\\sqrt{2}$", [], "\\boxed{8+2\\sqrt{2}}. The answer is: 8+2\\sqrt{2}",
+     "8+2\\sqrt{2}}.theansweris:8+2\\sqrt{2", True, "prefix before }."),
+    ("\\frac{4}{9}", [], "\\boxed{\\frac{4}{9}}.\\end{align*}", "\\frac{4}{9}}.\\end{align*", True, "prefix before \\end"),
+    ("\\frac{\\sqrt{21}}{5}", [], "so \\boxed{\\frac{\\sqrt{21}}{5}} is the value of \\sin{t}",
+     "\\frac{\\sqrt{21}}{5}}isthevalueof\\sin{t", True, "prefix before text"),
+    ("5", [], "\\boxed{5. So, even without the figure}", "5.so,evenwithoutthefigure", True, "a number, then '.'"),
+    ("60", [], "\\boxed{x = 60.0__}", "60.0__", True, "'_' ends the prefix too"),
+    ("12", [], "\\boxed{{12}}}", "{12}}", True, "a braced group, then a stray brace"),
+    ("12", [], "\\boxed{{12}#}", "{12}#", False, "but the token after the prefix is read: '#' is a lexer error"),
+    ("12", [], "\\boxed{12cm}", "12cm", False, "a letter continues the product: 12*c*m has no value"),
+    ("A", SIGNED, "\\boxed{-2}", "-2", False, "the option $-\\!2$ has no value there (\\! is a lexer error)"),
+    ("A", SIGNED, "\\boxed{-\\!2}", "-2", False, "the answer's \\! is stripped, the option's is not"),
+    ("E", SIGNED, "\\boxed{2}", "2", True, "a plain option"),
+    ("C", PERCENTS, "\\boxed{0.3}", "0.3", True, "30\\% is 3/10 (fix 5)"),
+    ("C", PERCENTS, "\\boxed{30\\%}", "30", False, "the answer's \\% is stripped: 30 is not 3/10"),
+    ("C", PERCENTS, "\\boxed{30%}", "30%", False, "a bare % is a lexer error"),
+    ("$2.5\\%$", [], "\\boxed{0.025}", "0.025", True, "2.5\\% is 1/40, rounded 0.03 both"),
+    ("$45 \\%$", [], "\\boxed{0.45}", "0.45", False, "a space before \\% is a lexer error"),
+    ("1000", [], "\\boxed{1\\,000}", "1000", True, "\\, dropped"),
+    ("3", [], "\\boxed{\\(3\\)}", "\\(3\\)", False, "\\( is a lexer error"),
+    ("2", [], "The answer is \\boxed{\\dfrac{4}{2}}", "\\frac{4}{2}", True, "\\dfrac"),
+]
+
+
+@pytest.mark.parametrize("gold,options,response,answer,correct,why", ORIGINAL_PARSER_CASES,
+                         ids=[c[5] for c in ORIGINAL_PARSER_CASES])
+def test_original_parser_semantics(gold: str, options: list[str], response: str, answer: str, correct: bool,
+                                   why: str):
+    choices = {chr(ord("A") + i): text for i, text in enumerate(options)} or None
+    sample = Sample(id="1", messages=[], target=gold, choices=choices)
+    scored = MathVision().score(sample, Response(key="1", text=response))
+    assert (scored.extracted or "", scored.correct) == (answer, correct), why
 
 
 QUICK_SHAPES = ["60", "070", "2.0", "1.25", "\\frac{4}{3}", "-\\frac{24}{25}", "2\\sqrt{3}", "\\sqrt{16}",

@@ -1,0 +1,141 @@
+"""MathVision against the official scorer itself (oracle tier): zero disagreements.
+
+The official MATH-V `evaluate.py` / `utils.py` (../shared/oracles/mathv, mathllm/MATH-V @ a1f5cc3)
+run unchanged in their own venv (`.ci/setup_oracle_venv.sh`: latex2sympy2 1.9.1, ANTLR 4.7.2) through
+`tests/oracle_mathvision.py`, two worker processes at a time. The project scores the same responses
+and must give the same extracted answer and the same verdict on every one, over two corpora:
+- released: every response of the four released MATH-V prediction files (4 x 3,040);
+- generated: 20,000 responses built at test time over the real golds and options of `test.jsonl`
+  (`tests/mathvision_corpus.py`, seeded).
+Both equality engines are held to it: the emulation (the default) and the latex2sympy2 sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, shared_data
+from mathvision_corpus import generated_responses
+from test_mathvision import ORIGINAL_PARSER_CASES
+
+from evals.types import Response
+from tasks import mathvision_rules
+from tasks.latex2sympy_sidecar import ENV_VAR
+from tasks.mathvision import MathVision
+
+pytestmark = [pytest.mark.oracle, pytest.mark.slow]
+
+ORACLE_PYTHON = REPO / ".venv-oracle" / "bin" / "python"
+ORACLE_WORKER = Path(__file__).parent / "oracle_mathvision.py"
+RELEASED = ("Gemini-Pro-CoT", "Qwen-VL-Plus", "LLaVA-v1.5-7B", "Random-Chance")
+GENERATED, SEED = 20_000, 20261201
+WORKERS = 2
+
+
+def oracle_dir() -> Path:
+    path = REPO.parent / "shared" / "oracles" / "mathv"
+    if not (path / "evaluate.py").is_file():
+        pytest.skip(f"the official MATH-V scorer is not available: {path} is absent")
+    if not ORACLE_PYTHON.is_file():
+        pytest.skip(f"the oracle venv is not set up: {ORACLE_PYTHON} is absent (run .ci/setup_oracle_venv.sh)")
+    return path
+
+
+def official(rows: list[dict[str, Any]], test_jsonl: Path, work: Path) -> list[dict[str, Any]]:
+    """The official scorer's `model_answer` and `correct` for each `{"id", "response"}`, in order."""
+    size = -(-len(rows) // WORKERS)
+    batches = [work / f"batch{i}.jsonl" for i in range(WORKERS)]
+    for i, batch in enumerate(batches):
+        batch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[i * size:(i + 1) * size]))
+    procs = [subprocess.Popen([str(ORACLE_PYTHON), str(ORACLE_WORKER), str(oracle_dir()), str(test_jsonl), str(b)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for b in batches]
+    for proc in procs:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-2000:]
+    return [json.loads(line) for b in batches for line in b.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """{corpus: [{"id", "response", "model_answer", "correct"}]}, the oracle run once for both."""
+    oracle_dir()
+    root = shared_data("mathvision")
+    test_jsonl = root / "data" / "test.jsonl"
+    items = [json.loads(line) for line in test_jsonl.read_text().splitlines()]
+    released = [{"id": r["id"], "response": r["response"]} for model in RELEASED
+                for r in map(json.loads, (root / "outputs" / f"{model}.jsonl").read_text().splitlines())]
+    generated = generated_responses(items, GENERATED, SEED)
+    verdicts = official(released + generated, test_jsonl, tmp_path_factory.mktemp("oracle_mathvision"))
+    return {"released": verdicts[:len(released)], "generated": verdicts[len(released):]}
+
+
+@pytest.fixture(scope="module")
+def samples() -> dict[str, Any]:
+    data = shared_data("mathvision", "data", "test.jsonl")
+    return {s.id: s for s in MathVision().load(str(data), None, None)}
+
+
+@pytest.fixture(params=["emulation", "sidecar"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "sidecar":
+        oracle_dir()
+        monkeypatch.setenv(ENV_VAR, str(ORACLE_PYTHON))
+    else:
+        monkeypatch.delenv(ENV_VAR, raising=False)
+    yield request.param
+    mathvision_rules.emulated_value.cache_clear()
+    mathvision_rules.sidecar_value.cache_clear()
+
+
+def disagreements(rows: list[dict[str, Any]], samples: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
+    """(every row where the project's answer or verdict differs from the official one, items/s)."""
+    task, differing = MathVision(), []
+    started = time.perf_counter()
+    for row in rows:
+        scored = task.score(samples[row["id"]], Response(key=row["id"], text=row["response"]))
+        if (scored.extracted or "") != row["model_answer"] or scored.correct != row["correct"]:
+            differing.append({"id": row["id"], "response": row["response"][-300:], "ours": scored.extracted,
+                              "official": row["model_answer"], "our_verdict": scored.correct,
+                              "official_verdict": row["correct"]})
+    return differing, len(rows) / (time.perf_counter() - started)
+
+
+def test_project_agrees_with_the_official_scorer(corpora: dict[str, list[dict[str, Any]]], samples: dict[str, Any],
+                                                 engine: str):
+    found = {name: disagreements(rows, samples) for name, rows in corpora.items()}
+    summary = ", ".join(f"{name} {len(corpora[name])} responses ({rate:.0f}/s)"
+                        for name, (_, rate) in found.items())
+    counts = sum(len(differing) for differing, _ in found.values())
+    print(f"\noracle mathvision [{engine}]: {summary}, {counts} disagreements "
+          f"({mathvision_rules.equality_engine()})")
+    assert len(corpora["released"]) == 4 * 3040 and len(corpora["generated"]) == GENERATED
+    for name, (differing, _) in found.items():
+        assert differing == [], f"{name}: {len(differing)} disagreements, first: " + json.dumps(differing[:5], indent=1)
+
+
+def test_the_released_files_keep_their_official_verdicts(corpora: dict[str, list[dict[str, Any]]]):
+    # The oracle as run gives the counts the official _result.json files state (218/259/326/436).
+    root = shared_data("mathvision", "outputs")
+    rows = iter(corpora["released"])
+    for model in RELEASED:
+        hits = sum(next(rows)["correct"] for _ in range(3040))
+        assert f"{hits}/3040" == json.loads((root / f"{model}_result.json").read_text())["-all"].split("=")[0]
+
+
+def test_rule_tables_agree_with_the_oracle(tmp_path: Path):
+    """Each case of the new rules' table (prefix semantics, `\\%`, `\\!`) through the official scorer."""
+    oracle_dir()
+    items = [{"id": str(i), "answer": gold, "options": options, "question": "", "level": 1, "subject": "s"}
+             for i, (gold, options, *_rest) in enumerate(ORIGINAL_PARSER_CASES)]
+    test_jsonl = tmp_path / "test.jsonl"
+    test_jsonl.write_text("".join(json.dumps(item) + "\n" for item in items))
+    rows = [{"id": str(i), "response": case[2]} for i, case in enumerate(ORIGINAL_PARSER_CASES)]
+    verdicts = official(rows, test_jsonl, tmp_path)
+    got = [(v["model_answer"], v["correct"]) for v in verdicts]
+    assert got == [(answer, correct) for _, _, _, answer, correct, _ in ORIGINAL_PARSER_CASES]
