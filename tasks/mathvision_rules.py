@@ -347,7 +347,7 @@ def rounded_value(s: str) -> int | float | None:
 
 
 def equality_engine() -> str:
-    """Which engine `rounded_value` uses: recorded in results.json and said once in the run log."""
+    """Which engine `rounded_value` uses (recorded in results.json)."""
     parser = original_parser()
     if parser is None:
         return "emulation (set STEP3VL_LATEX2SYMPY_PYTHON to use the original latex2sympy2 1.9.1)"
@@ -356,6 +356,7 @@ def equality_engine() -> str:
 
 @lru_cache(maxsize=65536)
 def sidecar_value(s: str, python: str) -> int | float | None:
+    """`rounded_value` by the original parser (`python` keys the cache: one interpreter's answers)."""
     quick = quick_value(s)
     if quick is not NotImplemented:
         return quick
@@ -454,15 +455,21 @@ def _value(node: ast.AST) -> object:
         operand = _value(node.operand)
         return -operand if isinstance(node.op, ast.USub) else +operand
     if isinstance(node, ast.Call):
-        return MATH_NAMES[node.func.id](*[_value(a) for a in node.args])
+        args = [_value(a) for a in node.args]
+        if node.func.id in COMBINATORIAL and any(isinstance(a, int) and a > MAX_RESULT_DIGITS for a in args):
+            raise OverflowError("factorial too large")
+        return MATH_NAMES[node.func.id](*args)
     if isinstance(node, ast.Tuple):
         return tuple(_value(e) for e in node.elts)
     left, right = _value(node.left), _value(node.right)
-    if isinstance(node.op, ast.Pow) and isinstance(right, int) and abs(right) > MAX_RESULT_DIGITS:
-        raise OverflowError("exponent too large")
+    if isinstance(node.op, ast.Pow) and isinstance(right, int) and (
+            abs(right) > MAX_RESULT_DIGITS
+            or isinstance(left, int) and abs(right) * left.bit_length() > 4 * MAX_RESULT_DIGITS):
+        raise OverflowError("power too large")
     return BINARY_OPERATIONS[type(node.op)](left, right)
 
 
+COMBINATORIAL = frozenset({"factorial", "comb", "perm"})
 BINARY_OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
                      ast.Pow: operator.pow, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv}
 

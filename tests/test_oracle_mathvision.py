@@ -7,7 +7,8 @@ and must give the same extracted answer and the same verdict on every one, over 
 - released: every response of the four released MATH-V prediction files (4 x 3,040);
 - generated: 20,000 responses built at test time over the real golds and options of `test.jsonl`
   (`tests/mathvision_corpus.py`, seeded).
-Both equality engines are held to it: the emulation (the default) and the latex2sympy2 sidecar.
+Both equality engines are held to it: the emulation (the default) and the latex2sympy2 sidecar; they
+score while the oracle works, and the test prints one summary line per engine.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tasks import mathvision_rules
 from tasks.latex2sympy_sidecar import ENV_VAR
 from tasks.mathvision import MathVision
 
-pytestmark = [pytest.mark.oracle, pytest.mark.slow]
+pytestmark = [pytest.mark.oracle, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ORACLE_PYTHON = REPO / ".venv-oracle" / "bin" / "python"
 ORACLE_WORKER = Path(__file__).parent / "oracle_mathvision.py"
@@ -47,23 +48,32 @@ def oracle_dir() -> Path:
     return path
 
 
-def official(rows: list[dict[str, Any]], test_jsonl: Path, work: Path) -> list[dict[str, Any]]:
-    """The official scorer's `model_answer` and `correct` for each `{"id", "response"}`, in order."""
-    size = -(-len(rows) // WORKERS)
-    batches = [work / f"batch{i}.jsonl" for i in range(WORKERS)]
-    for i, batch in enumerate(batches):
-        batch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[i * size:(i + 1) * size]))
-    procs = [subprocess.Popen([str(ORACLE_PYTHON), str(ORACLE_WORKER), str(oracle_dir()), str(test_jsonl), str(b)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for b in batches]
-    for proc in procs:
-        _, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, err[-2000:]
-    return [json.loads(line) for b in batches for line in b.read_text().splitlines()]
+class Oracle:
+    """The official scorer on a batch of `{"id", "response"}`, running in the background."""
+
+    def __init__(self, rows: list[dict[str, Any]], test_jsonl: Path, work: Path):
+        size = -(-len(rows) // WORKERS)
+        self.batches = [work / f"batch{i}.jsonl" for i in range(WORKERS)]
+        for i, batch in enumerate(self.batches):
+            batch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[i * size:(i + 1) * size]))
+        self.procs = [subprocess.Popen([str(ORACLE_PYTHON), str(ORACLE_WORKER), str(oracle_dir()), str(test_jsonl),
+                                        str(batch)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                      for batch in self.batches]
+        self.rows: list[dict[str, Any]] | None = None
+
+    def verdicts(self) -> list[dict[str, Any]]:
+        """Each row with the official `model_answer` and `correct`, in order (waits for the workers)."""
+        if self.rows is None:
+            for proc in self.procs:
+                _, err = proc.communicate(timeout=900)
+                assert proc.returncode == 0, err[-2000:]
+            self.rows = [json.loads(line) for b in self.batches for line in b.read_text().splitlines()]
+        return self.rows
 
 
 @pytest.fixture(scope="module")
-def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    """{corpus: [{"id", "response", "model_answer", "correct"}]}, the oracle run once for both."""
+def corpora(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, list[dict[str, Any]]], Oracle]]:
+    """({corpus: [{"id", "response"}]}, the oracle already working on all of them)."""
     oracle_dir()
     root = shared_data("mathvision")
     test_jsonl = root / "data" / "test.jsonl"
@@ -71,8 +81,11 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
     released = [{"id": r["id"], "response": r["response"]} for model in RELEASED
                 for r in map(json.loads, (root / "outputs" / f"{model}.jsonl").read_text().splitlines())]
     generated = generated_responses(items, GENERATED, SEED)
-    verdicts = official(released + generated, test_jsonl, tmp_path_factory.mktemp("oracle_mathvision"))
-    return {"released": verdicts[:len(released)], "generated": verdicts[len(released):]}
+    oracle = Oracle(released + generated, test_jsonl, tmp_path_factory.mktemp("oracle_mathvision"))
+    yield {"released": released, "generated": generated}, oracle
+    for proc in oracle.procs:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -81,48 +94,61 @@ def samples() -> dict[str, Any]:
     return {s.id: s for s in MathVision().load(str(data), None, None)}
 
 
-@pytest.fixture(params=["emulation", "sidecar"])
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "sidecar":
-        oracle_dir()
-        monkeypatch.setenv(ENV_VAR, str(ORACLE_PYTHON))
-    else:
-        monkeypatch.delenv(ENV_VAR, raising=False)
-    yield request.param
-    mathvision_rules.emulated_value.cache_clear()
-    mathvision_rules.sidecar_value.cache_clear()
-
-
-def disagreements(rows: list[dict[str, Any]], samples: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
-    """(every row where the project's answer or verdict differs from the official one, items/s)."""
-    task, differing = MathVision(), []
+def project_answers(rows: list[dict[str, Any]], samples: dict[str, Any]) -> tuple[list[tuple[str, bool]], float]:
+    """(the project's (extracted answer, verdict) per row, items/s)."""
+    task, found = MathVision(), []
     started = time.perf_counter()
     for row in rows:
         scored = task.score(samples[row["id"]], Response(key=row["id"], text=row["response"]))
-        if (scored.extracted or "") != row["model_answer"] or scored.correct != row["correct"]:
-            differing.append({"id": row["id"], "response": row["response"][-300:], "ours": scored.extracted,
-                              "official": row["model_answer"], "our_verdict": scored.correct,
-                              "official_verdict": row["correct"]})
-    return differing, len(rows) / (time.perf_counter() - started)
+        found.append((scored.extracted or "", scored.correct))
+    return found, len(rows) / (time.perf_counter() - started)
 
 
-def test_project_agrees_with_the_official_scorer(corpora: dict[str, list[dict[str, Any]]], samples: dict[str, Any],
-                                                 engine: str):
-    found = {name: disagreements(rows, samples) for name, rows in corpora.items()}
-    summary = ", ".join(f"{name} {len(corpora[name])} responses ({rate:.0f}/s)"
-                        for name, (_, rate) in found.items())
-    counts = sum(len(differing) for differing, _ in found.values())
-    print(f"\noracle mathvision [{engine}]: {summary}, {counts} disagreements "
-          f"({mathvision_rules.equality_engine()})")
-    assert len(corpora["released"]) == 4 * 3040 and len(corpora["generated"]) == GENERATED
-    for name, (differing, _) in found.items():
-        assert differing == [], f"{name}: {len(differing)} disagreements, first: " + json.dumps(differing[:5], indent=1)
+def with_engine(engine: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    if engine == "sidecar":
+        monkeypatch.setenv(ENV_VAR, str(ORACLE_PYTHON))
+    else:
+        monkeypatch.delenv(ENV_VAR, raising=False)
+    mathvision_rules.emulated_value.cache_clear()
+    mathvision_rules.sidecar_value.cache_clear()
+    return mathvision_rules.equality_engine()
 
 
-def test_the_released_files_keep_their_official_verdicts(corpora: dict[str, list[dict[str, Any]]]):
+def test_project_agrees_with_the_official_scorer(corpora: tuple[dict[str, list[dict[str, Any]]], Oracle],
+                                                 samples: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]):
+    """Both engines score both corpora (while the oracle works), then every answer and verdict is compared."""
+    rows, oracle = corpora
+    ours = {}
+    for engine in ("emulation", "sidecar"):
+        with_engine(engine, monkeypatch)
+        ours[engine] = {name: project_answers(corpus, samples) for name, corpus in rows.items()}
+    with_engine("emulation", monkeypatch)
+    verdicts = oracle.verdicts()
+    official = {"released": verdicts[:len(rows["released"])], "generated": verdicts[len(rows["released"]):]}
+    assert len(official["released"]) == 4 * 3040 and len(official["generated"]) == GENERATED
+
+    failures = []
+    for engine, by_corpus in ours.items():
+        parts = []
+        for name, (answers, rate) in by_corpus.items():
+            differing = [{"id": row["id"], "response": row["response"][-300:], "ours": answer, "our_verdict": correct,
+                          "official": row["model_answer"], "official_verdict": row["correct"]}
+                         for row, (answer, correct) in zip(official[name], answers)
+                         if (answer, correct) != (row["model_answer"], row["correct"])]
+            parts.append(f"{name} {len(answers)} responses, {len(differing)} disagreements ({rate:.0f}/s)")
+            if differing:
+                failures.append(f"{engine} / {name}: {len(differing)} disagreements, first: "
+                                + json.dumps(differing[:5], indent=1, ensure_ascii=False))
+        with capsys.disabled():  # the summary shows in every run, captured or not
+            print(f"\noracle mathvision [{engine}]: " + "; ".join(parts))
+    assert failures == []
+
+
+def test_the_released_files_keep_their_official_verdicts(corpora: tuple[dict[str, list[dict[str, Any]]], Oracle]):
     # The oracle as run gives the counts the official _result.json files state (218/259/326/436).
     root = shared_data("mathvision", "outputs")
-    rows = iter(corpora["released"])
+    rows = iter(corpora[1].verdicts())
     for model in RELEASED:
         hits = sum(next(rows)["correct"] for _ in range(3040))
         assert f"{hits}/3040" == json.loads((root / f"{model}_result.json").read_text())["-all"].split("=")[0]
@@ -136,6 +162,5 @@ def test_rule_tables_agree_with_the_oracle(tmp_path: Path):
     test_jsonl = tmp_path / "test.jsonl"
     test_jsonl.write_text("".join(json.dumps(item) + "\n" for item in items))
     rows = [{"id": str(i), "response": case[2]} for i, case in enumerate(ORIGINAL_PARSER_CASES)]
-    verdicts = official(rows, test_jsonl, tmp_path)
-    got = [(v["model_answer"], v["correct"]) for v in verdicts]
+    got = [(v["model_answer"], v["correct"]) for v in Oracle(rows, test_jsonl, tmp_path).verdicts()]
     assert got == [(answer, correct) for _, _, _, answer, correct, _ in ORIGINAL_PARSER_CASES]
