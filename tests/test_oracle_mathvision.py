@@ -164,3 +164,22 @@ def test_rule_tables_agree_with_the_oracle(tmp_path: Path):
     rows = [{"id": str(i), "response": case[2]} for i, case in enumerate(ORIGINAL_PARSER_CASES)]
     got = [(v["model_answer"], v["correct"]) for v in Oracle(rows, test_jsonl, tmp_path).verdicts()]
     assert got == [(answer, correct) for _, _, _, answer, correct, _ in ORIGINAL_PARSER_CASES]
+
+
+def test_sidecar_never_runs_an_answer_and_bounds_each_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Hostile answers through the sidecar engine: nothing executed, each verdict within the limit."""
+    from test_untrusted_text import PER_ANSWER_SECONDS, payloads
+
+    oracle_dir()
+    with_engine("sidecar", monkeypatch)
+    marker = tmp_path / "PWNED"
+    task = MathVision()
+    sample = task.load(str(shared_data("mathvision", "data", "testmini.jsonl")), None, 1)[0]
+    for text in payloads(marker):
+        started = time.perf_counter()
+        scored = task.score(sample, Response(key="1", text=text))
+        seconds = time.perf_counter() - started
+        assert seconds < PER_ANSWER_SECONDS, f"{text[:60]!r} took {seconds:.1f} s"
+        assert scored.correct is False
+    assert not marker.exists(), "a model answer was executed"
+    with_engine("emulation", monkeypatch)
