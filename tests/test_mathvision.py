@@ -19,7 +19,8 @@ from evals.types import Image, Response, Sample, Text, UserError
 from tasks import get_task
 from tasks.mathvision import PROMPT_TEMPLATE, MathVision
 from tasks.mathvision_rules import (
-    QuickValue, find_math_answer, official_equal, official_extract, parsed_value, rounded, rounded_value,
+    QuickValue, emulated_value, find_math_answer, official_equal, official_extract, parsed_value, rounded,
+    rounded_value,
 )
 
 INSTRUCTION, QUESTION_SLOT = PROMPT_TEMPLATE.format(question="{question}").split("<image>")
@@ -171,6 +172,36 @@ OFFICIAL_VALUES = [
     ("\\frac{1}{0}", None, "ZeroDivisionError: no value"),
     ("\\sqrt{-4}", None, "math.sqrt of a negative raises"),
 ]
+
+
+# The original parser's reading (latex2sympy2 1.9.1), as values: also run through the original
+# itself (the sidecar engine) in the oracle tier.
+PREFIX_VALUES = [
+    ("\\frac{1}{4}}oftheareaofabcd", 0.25, "the longest valid prefix"),
+    ("5.so,evenwithout", 5, "'.' before a letter ends the prefix"),
+    ("5 .5", 2.5, "'.' before a digit is a number: 5*(1/2)"),
+    ("{12}}", 12, "a group, then a stray brace"),
+    ("{12}#", None, "the token after the prefix is lexed: '#' is an error"),
+    ("60.0__", 60, "'_' ends the prefix"),
+    ("30\\%", 0.3, "a percent number is Rational(n, 100)"),
+    ("100\\%", 1, "...an integer where it divides"),
+    ("1,000\\%", 10, "thousands groups in a percent number"),
+    ("30%", None, "a bare % is a lexer error"),
+    ("45 \\%", None, "a space before \\% too"),
+    ("\\frac{1}{2}\\%", None, "\\% only follows a number"),
+    ("8,178", 8178, "a thousands group"),
+    ("(8,178)", 8178, "...inside parentheses"),
+    ("1,00", None, "not a thousands group: a list, which has no value"),
+    ("{\\arccos\\frac{5}{6}}}", 0.59, "braces are a group, not a set"),
+    ("-\\!2", None, "\\! is a lexer error"),
+    ("\\(3\\)", None, "\\( too"),
+]
+
+
+@pytest.mark.parametrize("text,value,why", PREFIX_VALUES, ids=[c[2] for c in PREFIX_VALUES])
+def test_emulation_reads_as_the_original_parser(text: str, value: int | float | None, why: str):
+    found = emulated_value(text)
+    assert (found, type(found)) == (value, type(value)), why
 
 
 @pytest.mark.parametrize("text,value,why", OFFICIAL_VALUES, ids=[c[2] for c in OFFICIAL_VALUES])

@@ -14,6 +14,7 @@ score while the oracle works, and the test prints one summary line per engine.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 from conftest import REPO, shared_data
 from mathvision_corpus import generated_responses
-from test_mathvision import ORIGINAL_PARSER_CASES
+from test_mathvision import ORIGINAL_PARSER_CASES, PREFIX_VALUES
 
 from evals.types import Response
 from tasks import mathvision_rules
@@ -183,3 +184,21 @@ def test_sidecar_never_runs_an_answer_and_bounds_each_parse(tmp_path: Path, monk
         assert scored.correct is False
     assert not marker.exists(), "a model answer was executed"
     with_engine("emulation", monkeypatch)
+
+
+def test_value_table_agrees_with_the_original_parser():
+    """Each value of the table as the original parser itself gives it (no fast path), valued by eval as
+    the official scorer does: this is the test tier, and the table is ours."""
+    from tasks.latex2sympy_sidecar import OriginalParser
+
+    oracle_dir()
+    parser = OriginalParser(str(ORACLE_PYTHON))
+    found = []
+    for text, _, _ in PREFIX_VALUES:
+        printed = parser.printed(text)
+        try:
+            found.append(round(eval(printed, dict(vars(math))), 2))  # noqa: S307 - our own table, test tier only
+        except Exception:
+            found.append(None)
+    parser.stop()
+    assert [(v, type(v)) for v in found] == [(v, type(v)) for _, v, _ in PREFIX_VALUES]
