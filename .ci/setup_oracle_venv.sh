@@ -15,8 +15,8 @@ PYTHON="${PYTHON:-python3}"
 SPECS=("latex2sympy2==1.9.1" "antlr4-python3-runtime==4.7.2" "numpy" "tqdm" "fire")
 
 probe() {
-    "$VENV/bin/python" -c "import latex2sympy2, numpy, tqdm, fire; assert str(latex2sympy2.latex2sympy('\\\\frac{1}{4}}x')) == '1/4'" \
-        >/dev/null 2>&1
+    "$VENV/bin/python" -c "import latex2sympy2, numpy, tqdm, fire
+assert str(latex2sympy2.latex2sympy('\\\\frac{1}{4}}x')) == '1/4'" >/dev/null 2>&1
 }
 
 if [ -x "$VENV/bin/python" ] && probe; then

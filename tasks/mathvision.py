@@ -16,7 +16,8 @@ lines, except when they are just the letters A-E (drawn in the figure), which it
 Scoring: the official MATH-V chain and equality (`tasks/mathvision_rules.py`), against the gold
 and, for multiple choice, the gold option's text; values come from the emulation of the original
 parser, or from the original itself in a sidecar when STEP3VL_LATEX2SYMPY_PYTHON names one
-(`tasks/latex2sympy_sidecar.py`), recorded in results.json as `equality_engine`. Metrics: accuracy, per subject and per level.
+(`tasks/latex2sympy_sidecar.py`), recorded in results.json as `equality_engine`.
+Metrics: accuracy, per subject and per level.
 """
 
 from __future__ import annotations

@@ -24,8 +24,10 @@ TRAILING_TEXT = ("}oftheareaofabcd.theansweris:", "}{cm", "}.theansweris:", "}.\
                  ".so,evenwithout", "} of the area of $ABCD$. The answer is: ", "}} cm", "}\\text{ units", "}.\n",
                  "} (rounded)", "}\\quad", "}=", "}\\approx", "})", "}]", "},", "} and }", "}\\!", "}\\%")
 UNITS = ("\\text{ cm}", "\\text{cm}", " cm", "cm", "\\mathrm{cm}", "\\mathrm{~cm}^{2}", "\\text{ cm}^2", " km", "{km}",
-         " units", "\\text{ units}", "m^3", "{m}^3", " m", "\\,\\text{m}", " dollars", "\\text{ degrees}", " 厘米", "元")
-CHINESE = ("答案是{}", "所以答案为 {}。", "故选{}", "答案：{}", "{}（单位：厘米）", "结果是$\\boxed{{{}}}$。")
+         " units", "\\text{ units}", "m^3", "{m}^3", " m", "\\,\\text{m}", " dollars", "\\text{ degrees}",
+         " 厘米", "元")
+CHINESE = ("答案是{}", "所以答案为 {}。", "故选{}", "答案：{}", "{}（单位：厘米）",
+           "结果是$\\boxed{{{}}}$。")
 DISTRACTOR_VALUES = ("0", "1", "2", "-2", "10", "0.5", ".5", "\\frac{1}{2}", "\\pi", "2\\pi", "\\sqrt{2}", "3.14",
                      "1,000", "1{,}000", "12", "-\\frac{3}{4}", "e", "\\infty", "x", "(1,2)", "[0,1]")
 

@@ -68,6 +68,6 @@ def test_a_sidecar_that_does_not_run_stops_the_run_before_scoring(tmp_path: Path
                "--data", str(root), "--out", str(tmp_path), "--quiet",
                env={"STEP3VL_LATEX2SYMPY_PYTHON": str(tmp_path / "no-such-python")})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().endswith("not a Python that runs latex2sympy2 1.9.1 (create one with "
-                                        ".ci/setup_oracle_venv.sh, or unset STEP3VL_LATEX2SYMPY_PYTHON to use the emulation)")
+    assert proc.stderr.strip().endswith("not a Python that runs latex2sympy2 1.9.1 (create one with .ci/"
+                                        "setup_oracle_venv.sh, or unset STEP3VL_LATEX2SYMPY_PYTHON to use the emulation)")
     assert len(proc.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
