@@ -93,6 +93,8 @@ def original_parser() -> OriginalParser | None:
     if not python:
         return None
     if _parser is None or _parser.python != python:
+        if _parser is not None:
+            _parser.stop()
         _parser = OriginalParser(python)
     return _parser
 
@@ -113,18 +115,19 @@ def serve() -> None:
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    replies, sys.stdout = sys.stdout, sys.stderr  # whatever the libraries print stays off the protocol
     from latex2sympy2 import latex2sympy
 
-    sys.stdout.write('{"ready": true}\n')
-    sys.stdout.flush()
+    replies.write('{"ready": true}\n')
+    replies.flush()
     for line in sys.stdin:
         text = json.loads(line)["text"]
         try:
             reply = {"printed": str(latex2sympy(text))}
         except BaseException as exc:  # the parser's own errors, recursion, memory: all "no value"
             reply = {"error": type(exc).__name__}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
 
 
 if __name__ == "__main__":
