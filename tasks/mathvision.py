@@ -15,7 +15,10 @@ figure at its `<image>` slot before the question; the question keeps its `<image
 of one merged figure) as the official harness does, and multiple-choice options follow as `(A) ...`
 lines, except when they are just the letters A-E (drawn in the figure), which it leaves out too.
 Scoring: the official MATH-V chain and equality (`tasks/mathvision_rules.py`), against the gold
-and, for multiple choice, the gold option's text. Metrics: accuracy, per subject and per level.
+and, for multiple choice, the gold option's text; values come from the emulation of the original
+parser, or from the original itself in a sidecar when STEP3VL_LATEX2SYMPY_PYTHON names one
+(`tasks/latex2sympy_sidecar.py`), recorded in results.json as `equality_engine`.
+Metrics: accuracy, per subject and per level.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from evals import metrics
 from evals.types import GenParams, Image, Message, Part, Response, Sample, Scored, Text, UserError
 from tasks.data import BUNDLED, Row, bundled_dir, load_local_rows, load_rows, require_fields
 from tasks.images import image_from_cell
-from tasks.mathvision_rules import official_equal, official_extract
+from tasks.latex2sympy_sidecar import check_original_parser
+from tasks.mathvision_rules import equality_engine, official_equal, official_extract
 
 PROMPT_TEMPLATE = (  # the report's, verbatim; the figure goes at <image>
     'Please solve the problem and put your answer in one "\\boxed{{}}". If it is a multiple choice '
@@ -97,6 +101,7 @@ class MathVision:
         else:
             rows, base_dir = read_local(Path(data), split)
         samples = [to_sample(source, row, base_dir) for source, row in rows]
+        check_original_parser()
         warm_parser_in_background()
         return samples[:limit] if limit else samples
 
@@ -108,6 +113,10 @@ class MathVision:
         correct = official_equal(sample.target, answer) or official_equal(gold_text, answer)
         return Scored(key=response.key, sample_id=sample.id, repeat=0, extracted=answer or None,
                       rule=rule, correct=correct, score=float(correct))
+
+    def summary_extras(self) -> dict[str, Any]:
+        """Recorded in results.json: which engine gave the values behind the verdicts."""
+        return {"equality_engine": equality_engine()}
 
     def aggregate(self, samples: dict[str, Sample], scored: list[Scored]) -> dict[str, Any]:
         k = max((len(g) for g in metrics.by_sample(scored).values()), default=1)

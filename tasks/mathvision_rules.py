@@ -13,16 +13,25 @@ The official chain, applied to the stripped response in this order:
 Equality (`official_equal`): lower-case both, exact string, then tuples `(a,b)` / `[a,b]` with each
 element rounded to 2 decimals, then the value of each side rounded to 2 decimals. The official
 scorer gets that value as `round(eval(str(latex2sympy(s))), 2)` with `from math import *` in scope,
-and any exception means "not equal". `latex2sympy2` cannot be installed beside math-verify, so:
-- common shapes (numbers, `\\frac`, `\\sqrt`, `\\pi`, powers, `+ - * / :`) are valued directly, with
-  the original's types (decimals read as rationals, integers kept where sympy keeps them);
-- text that cannot have a value there fails fast: no digit, a stray letter or Greek letter (a sympy
-  Symbol, which eval cannot name), a character outside the original grammar, or `\\circ`, a bare `%`,
-  `\\boxed`, `\\mathrm{}` (syntax errors there, though the fork below accepts them);
-- the rest is parsed with the fork that math-verify ships (`latex2sympy2_extended`, without its
-  normalisation) and the printed expression evaluated over `math` alone, refusing powers and
-  factorials whose exact value would not finish.
-On the four released MATH-V prediction files this gives the official verdict on every item.
+and any exception means "not equal". Its parser (latex2sympy2 1.9.1, ANTLR 4.7.2) reads the longest
+valid prefix: it stops before the first token that cannot continue the expression and ignores the
+rest unread (`\\frac{1}{4}}ofthearea` is 1/4, `5.so,even` is 5), though the one token after the
+prefix is lexed (`{12}#` fails on `#`); it reads `30\\%` as 3/10 and fails on `\\!`, `\\(`, a bare
+`%`. That parser cannot be installed beside math-verify, so the value comes from one of two engines:
+- the original in a sidecar process (`tasks.latex2sympy_sidecar`, when STEP3VL_LATEX2SYMPY_PYTHON
+  names a Python that has it): it only parses; its printout is valued here by an AST walker over
+  `math`, never by eval, and each parse is time-limited;
+- otherwise this emulation: common shapes (numbers, `\\frac`, `\\sqrt`, `\\pi`, powers, `+ - * / :`,
+  `30\\%`) are valued directly by `QuickValue`, with the original's types (decimals read as
+  rationals, integers kept where sympy keeps them) and its prefix reading (it stops before `}`, `)`,
+  `]`, `.`, `_`, `'`, `&`); other text is cut before an unmatched `}` and fails fast where it cannot
+  have a value there (no digit, a stray letter or Greek letter, a character outside the original
+  grammar, `\\circ`, `%`, `\\%` not after a number, `\\!`, `\\(`, `\\boxed`, `\\mathrm{}`); the
+  rest is parsed with the fork math-verify ships (`latex2sympy2_extended`, without its
+  normalisation) and the printout valued by the same walker, refusing powers and factorials whose
+  exact value would not finish.
+Both agree with the official scorer on every response of the oracle tier's corpora (the four
+released MATH-V prediction files and 20,000 generated responses: tests/test_oracle_mathvision.py).
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
+from tasks.latex2sympy_sidecar import original_parser
+
 LETTERS = "ABCDE"
 ANSWER_PHRASES = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
 UNIT_AND_LATEX_NOISE = (
@@ -44,7 +55,10 @@ UNIT_AND_LATEX_NOISE = (
 )
 MATH_NAMES = {name: value for name, value in vars(math).items() if not name.startswith("_")}
 PRINTED_EXPRESSION = re.compile(r"[\w\s.+\-*/(),]+")
-DECIMAL = re.compile(r"\d+\.\d+")
+# The original's NUMBER: digits with optional thousands groups (`8,178` is 8178), a decimal part.
+NUMBER = r"(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)"
+DECIMAL = re.compile(NUMBER)
+PERCENT = re.compile(rf"({NUMBER})\\%")
 # Without a digit or a command there is no number to evaluate: only symbols, which eval cannot name.
 NO_NUMBER = re.compile(r"[^0-9\\]*")
 # A letter outside a command is a sympy Symbol, and eval knows no symbol (`e` parses as E).
@@ -61,7 +75,9 @@ ORIGINAL_PREPARSE_EDITS = (
     ("\\bigl(", "("), ("\\bigr)", ")"), ("\\left(", "("), ("\\right)", ")"),
 )
 # A syntax error in the original grammar (the fork we parse with accepts them), or a symbol name.
-NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\boxed|\\mathrm\{")
+# `\\!`, `\\(`, `\\)`, `\\ `, `\\;`, `\\:` are lexer errors there; `\\%` only follows a number
+# (`30\\%` is 3/10, which `QuickValue` reads).
+NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\%|\\boxed|\\mathrm\{|\\[!() ;:]")
 MAX_RESULT_DIGITS = 10_000  # beyond this Python's exact integer arithmetic would run for ever
 # sympy evaluates integer powers and factorials while parsing, before `too_costly` can look:
 # a tower of powers, a huge exponent or a huge factorial is refused before it is parsed.
@@ -205,15 +221,18 @@ class QuickValue:
     them (sums, products, powers, perfect squares), `\\frac` and `/` divide into floats. Any other
     token raises NotImplementedError, and the caller parses the text properly."""
 
-    TOKEN = re.compile(r"\\[a-zA-Z]+|\d+\.\d+|\d+|\S")
+    TOKEN = re.compile(rf"{NUMBER}\\%|\\[a-zA-Z]+|\\\}}|{NUMBER}|\S")
     PRODUCT = frozenset({"*", "\\cdot", "\\times"})
+    # Tokens that cannot continue an expression: the original parser stops before them and keeps
+    # what it read (`\\frac{1}{4}}ofthearea` is 1/4, `5.so` is 5). A `.` before a digit is a number.
+    STOPS = frozenset({"}", ")", "]", ".", "_", "'", "&", "\\}"})
 
     def __init__(self, s: str):
         self.tokens, self.i = self.TOKEN.findall(s), 0
 
     def value(self) -> int | float:
         result = self.sum()
-        if self.i != len(self.tokens):
+        if self.i != len(self.tokens) and self.tokens[self.i] not in self.STOPS:
             raise NotImplementedError
         return result
 
@@ -235,7 +254,7 @@ class QuickValue:
 
     def product(self) -> int | float:
         result = self.signed()
-        while self.peek() is not None and self.peek() not in ("+", "-", ")", "}"):
+        while self.peek() is not None and self.peek() not in ("+", "-", *self.STOPS):
             op = self.take() if self.peek() in self.PRODUCT | {"/", ":"} else "*"
             rhs = self.signed()
             result = result / rhs if op in ("/", ":") else result * rhs
@@ -279,9 +298,13 @@ class QuickValue:
     def number(token: str) -> int | float:
         if token.isdigit():
             return int(token)
+        percent = PERCENT.fullmatch(token)
+        if percent:  # the original's PERCENT_NUMBER: Rational(number, 100)
+            exact = Fraction(percent.group(1).replace(",", "")) / 100
+            return exact.numerator if exact.denominator == 1 else exact.numerator / exact.denominator
         if not DECIMAL.fullmatch(token):
             raise NotImplementedError
-        exact = Fraction(token)  # latex2sympy reads decimals as rationals: 2.0 is the integer 2
+        exact = Fraction(token.replace(",", ""))  # decimals read as rationals: 2.0 is the integer 2
         return exact.numerator if exact.denominator == 1 else exact.numerator / exact.denominator
 
 
@@ -319,18 +342,82 @@ def too_costly(expr: object) -> bool:
     return False
 
 
-@lru_cache(maxsize=65536)
 def rounded_value(s: str) -> int | float | None:
-    """`round(eval(str(latex2sympy(s))), 2)` of the official scorer; None where it raises."""
-    s = s.strip()
+    """`round(eval(str(latex2sympy(s))), 2)` of the official scorer; None where it raises.
+
+    With the original parser in its sidecar (`tasks.latex2sympy_sidecar`) the text is parsed there
+    and the printout valued here without eval; otherwise the emulation below decides."""
+    parser = original_parser()
+    return sidecar_value(s, parser.python) if parser is not None else emulated_value(s)
+
+
+def equality_engine() -> str:
+    """Which engine `rounded_value` uses (recorded in results.json)."""
+    parser = original_parser()
+    if parser is None:
+        return "emulation (set STEP3VL_LATEX2SYMPY_PYTHON to use the original latex2sympy2 1.9.1)"
+    return f"latex2sympy2 1.9.1 sidecar ({parser.python})"
+
+
+@lru_cache(maxsize=65536)
+def sidecar_value(s: str, python: str) -> int | float | None:
+    """`rounded_value` by the original parser (`python` keys the cache: one interpreter's answers)."""
+    quick = quick_value(s)
+    if quick is not NotImplemented:
+        return quick
+    parser = original_parser()
+    printed = parser.printed(s) if parser is not None else None
+    if printed is None:
+        return None
+    try:
+        return rounded(evaluate_arithmetic(printed))
+    except Exception:  # as the official try/except: any failure is "no value"
+        return None
+
+
+@lru_cache(maxsize=65536)
+def emulated_value(s: str) -> int | float | None:
+    """The emulation of `rounded_value`: no other process, no eval. A common shape, read up to
+    where the original parser stops, is valued directly; the rest is refused where the original
+    cannot read or evaluate it, else parsed with math-verify's fork."""
+    quick = quick_value(s)
+    if quick is not NotImplemented:
+        return quick
+    s = without_outer_braces(before_unmatched_brace(s).strip())
     if NO_NUMBER.fullmatch(s) or UNLEXABLE.search(s) or NOT_EVALUABLE.search(s) or has_symbol(s):
         return None
+    for old, new in ORIGINAL_PREPARSE_EDITS:
+        s = s.replace(old, new)
+    return parsed_value(s)
+
+
+def before_unmatched_brace(s: str) -> str:
+    """The text before the first `}` that closes nothing: the original parser stops there."""
+    depth = 0
+    for i, c in enumerate(s):
+        if c in "{}" and i > 0 and s[i - 1] == "\\":
+            continue
+        depth += 1 if c == "{" else -1 if c == "}" else 0
+        if depth < 0:
+            return s[:i]
+    return s
+
+
+def without_outer_braces(s: str) -> str:
+    """`{x}` is a group there, x; the fork would read a set."""
+    while s.startswith("{") and before_unmatched_brace(s[1:]) == s[1:-1]:
+        s = s[1:-1].strip()
+    return s
+
+
+def quick_value(s: str) -> int | float | None | object:
+    """The value of a common shape read whole by `QuickValue`, or NotImplemented for anything else."""
     for old, new in ORIGINAL_PREPARSE_EDITS:
         s = s.replace(old, new)
     try:
         return rounded(QuickValue(s).value())
     except NotImplementedError:
-        return parsed_value(s)
+        return NotImplemented
     except Exception:  # ZeroDivisionError, a negative square root, an overflow: eval raises too
         return None
 
@@ -373,15 +460,21 @@ def _value(node: ast.AST) -> object:
         operand = _value(node.operand)
         return -operand if isinstance(node.op, ast.USub) else +operand
     if isinstance(node, ast.Call):
-        return MATH_NAMES[node.func.id](*[_value(a) for a in node.args])
+        args = [_value(a) for a in node.args]
+        if node.func.id in COMBINATORIAL and any(isinstance(a, int) and a > MAX_RESULT_DIGITS for a in args):
+            raise OverflowError("factorial too large")
+        return MATH_NAMES[node.func.id](*args)
     if isinstance(node, ast.Tuple):
         return tuple(_value(e) for e in node.elts)
     left, right = _value(node.left), _value(node.right)
-    if isinstance(node.op, ast.Pow) and isinstance(right, int) and abs(right) > MAX_RESULT_DIGITS:
-        raise OverflowError("exponent too large")
+    if isinstance(node.op, ast.Pow) and isinstance(right, int) and (
+            abs(right) > MAX_RESULT_DIGITS
+            or isinstance(left, int) and abs(right) * left.bit_length() > 4 * MAX_RESULT_DIGITS):
+        raise OverflowError("power too large")
     return BINARY_OPERATIONS[type(node.op)](left, right)
 
 
+COMBINATORIAL = frozenset({"factorial", "comb", "perm"})
 BINARY_OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
                      ast.Pow: operator.pow, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv}
 

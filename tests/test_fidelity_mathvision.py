@@ -53,9 +53,21 @@ def test_replayed_release_matches_the_official_counts(model: str, tmp_path: Path
 def test_cli_replays_the_released_file_without_any_image(tmp_path: Path):
     root = shared_data("mathvision")
     proc = cli("run", "mathvision", "--model", f"replay:{root / 'outputs' / 'Random-Chance.jsonl'}",
-               "--data", str(root), "--out", str(tmp_path), "--quiet")
+               "--data", str(root), "--out", str(tmp_path), "--quiet", env={"STEP3VL_LATEX2SYMPY_PYTHON": ""})
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     result = json.loads((run_dir / "results.json").read_text())
     assert our_counts(result["metrics"]["accuracy"]) == "218/3040"
     assert result["status"] == "complete" and result["counts"]["errors"] == 0
+    assert result["provenance"]["equality_engine"].startswith("emulation (set STEP3VL_LATEX2SYMPY_PYTHON")
+
+
+def test_a_sidecar_that_does_not_run_stops_the_run_before_scoring(tmp_path: Path):
+    root = shared_data("mathvision")
+    proc = cli("run", "mathvision", "--model", f"replay:{root / 'outputs' / 'Random-Chance.jsonl'}",
+               "--data", str(root), "--out", str(tmp_path), "--quiet",
+               env={"STEP3VL_LATEX2SYMPY_PYTHON": str(tmp_path / "no-such-python")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().endswith("not a Python that runs latex2sympy2 1.9.1 (create one with .ci/"
+                                        "setup_oracle_venv.sh, or unset STEP3VL_LATEX2SYMPY_PYTHON to use the emulation)")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

@@ -15,11 +15,12 @@ from chat_server import ChatServer
 from conftest import cli
 from PIL import Image as PILImage
 
-from evals.types import Image, Response, Text, UserError
+from evals.types import Image, Response, Sample, Text, UserError
 from tasks import get_task
 from tasks.mathvision import PROMPT_TEMPLATE, MathVision
 from tasks.mathvision_rules import (
-    QuickValue, find_math_answer, official_equal, official_extract, parsed_value, rounded, rounded_value,
+    QuickValue, emulated_value, find_math_answer, official_equal, official_extract, parsed_value, rounded,
+    rounded_value,
 )
 
 INSTRUCTION, QUESTION_SLOT = PROMPT_TEMPLATE.format(question="{question}").split("<image>")
@@ -105,6 +106,52 @@ def test_official_equality(gold: str, answer: str, expected: bool, why: str):
     assert official_equal(gold, answer) is expected, why
 
 
+# ---- the original parser's semantics (issue 12): (gold, options, response, answer, correct, why) -
+# Each case is also run through the official scorer itself in the oracle tier
+# (tests/test_oracle_mathvision.py), which must give the same answer and verdict.
+
+QUARTERS = ["$\\frac{1}{2}$", "$\\frac{1}{4}$", "$\\frac{1}{3}$", "$\\frac{3}{4}$", "$1$"]
+PERCENTS = ["$10\\%$", "$20\\%$", "$30\\%$", "$40\\%$", "$50\\%$"]
+SIGNED = ["$-\\!2$", "$-1$", "$0$", "$1$", "$2$"]
+ORIGINAL_PARSER_CASES = [
+    ("B", QUARTERS, "The shaded part is \\boxed{\\frac{1}{4}} of the area of ABCD. The answer is: \\frac{1}{4}",
+     "\\frac{1}{4}}oftheareaofabcd.theansweris:\\frac{1}{4", True, "the longest valid prefix: 1/4"),
+    ("\\frac{3\\pi}{2}", [], "$\\boxed{\\frac{3\\pi}{2}}{cm}$", "\\frac{3\\pi}{2}}{cm", True, "prefix before }{cm"),
+    ("$8+2\\sqrt{2}$", [], "\\boxed{8+2\\sqrt{2}}. The answer is: 8+2\\sqrt{2}",
+     "8+2\\sqrt{2}}.theansweris:8+2\\sqrt{2", True, "prefix before }."),
+    ("\\frac{4}{9}", [], "\\boxed{\\frac{4}{9}}.\\end{align*}", "\\frac{4}{9}}.\\end{align*", True,
+     "prefix before \\end"),
+    ("\\frac{\\sqrt{21}}{5}", [], "so \\boxed{\\frac{\\sqrt{21}}{5}} is the value of \\sin{t}",
+     "\\frac{\\sqrt{21}}{5}}isthevalueof\\sin{t", True, "prefix before text"),
+    ("5", [], "\\boxed{5. So, even without the figure}", "5.so,evenwithoutthefigure", True, "a number, then '.'"),
+    ("60", [], "\\boxed{x = 60.0__}", "60.0__", True, "'_' ends the prefix too"),
+    ("12", [], "\\boxed{{12}}}", "{12}}", True, "a braced group, then a stray brace"),
+    ("12", [], "\\boxed{{12}#}", "{12}#", False, "but the token after the prefix is read: '#' is a lexer error"),
+    ("12", [], "\\boxed{12cm}", "12cm", False, "a letter continues the product: 12*c*m has no value"),
+    ("A", SIGNED, "\\boxed{-2}", "-2", False, "the option $-\\!2$ has no value there (\\! is a lexer error)"),
+    ("A", SIGNED, "\\boxed{-\\!2}", "-2", False, "the answer's \\! is stripped, the option's is not"),
+    ("E", SIGNED, "\\boxed{2}", "2", True, "a plain option"),
+    ("C", PERCENTS, "\\boxed{0.3}", "0.3", True, "30\\% is 3/10 (fix 5)"),
+    ("C", PERCENTS, "\\boxed{30\\%}", "30", False, "the answer's \\% is stripped: 30 is not 3/10"),
+    ("C", PERCENTS, "\\boxed{30%}", "30%", False, "a bare % is a lexer error"),
+    ("$2.5\\%$", [], "\\boxed{0.025}", "0.025", True, "2.5\\% is 1/40, rounded 0.03 both"),
+    ("$45 \\%$", [], "\\boxed{0.45}", "0.45", False, "a space before \\% is a lexer error"),
+    ("1000", [], "\\boxed{1\\,000}", "1000", True, "\\, dropped"),
+    ("3", [], "\\boxed{\\(3\\)}", "\\(3\\)", False, "\\( is a lexer error"),
+    ("2", [], "The answer is \\boxed{\\dfrac{4}{2}}", "\\frac{4}{2}", True, "\\dfrac"),
+]
+
+
+@pytest.mark.parametrize("gold,options,response,answer,correct,why", ORIGINAL_PARSER_CASES,
+                         ids=[c[5] for c in ORIGINAL_PARSER_CASES])
+def test_original_parser_semantics(gold: str, options: list[str], response: str, answer: str, correct: bool,
+                                   why: str):
+    choices = {chr(ord("A") + i): text for i, text in enumerate(options)} or None
+    sample = Sample(id="1", messages=[], target=gold, choices=choices)
+    scored = MathVision().score(sample, Response(key="1", text=response))
+    assert (scored.extracted or "", scored.correct) == (answer, correct), why
+
+
 QUICK_SHAPES = ["60", "070", "2.0", "1.25", "\\frac{4}{3}", "-\\frac{24}{25}", "2\\sqrt{3}", "\\sqrt{16}",
                 "\\frac{3\\sqrt{6}}{2}", "6+4\\sqrt{3}", "4\\pi-2\\sqrt{3}", "45^2", "2^{-1}", "1:2",
                 "2(\\sqrt{2}-1)", "3 \\cdot 4", "\\frac{7^3}{2^{12} 13^2}", "27000-4500\\pi"]
@@ -126,6 +173,36 @@ OFFICIAL_VALUES = [
     ("\\frac{1}{0}", None, "ZeroDivisionError: no value"),
     ("\\sqrt{-4}", None, "math.sqrt of a negative raises"),
 ]
+
+
+# The original parser's reading (latex2sympy2 1.9.1), as values: also run through the original
+# itself (the sidecar engine) in the oracle tier.
+PREFIX_VALUES = [
+    ("\\frac{1}{4}}oftheareaofabcd", 0.25, "the longest valid prefix"),
+    ("5.so,evenwithout", 5, "'.' before a letter ends the prefix"),
+    ("5 .5", 2.5, "'.' before a digit is a number: 5*(1/2)"),
+    ("{12}}", 12, "a group, then a stray brace"),
+    ("{12}#", None, "the token after the prefix is lexed: '#' is an error"),
+    ("60.0__", 60, "'_' ends the prefix"),
+    ("30\\%", 0.3, "a percent number is Rational(n, 100)"),
+    ("100\\%", 1, "...an integer where it divides"),
+    ("1,000\\%", 10, "thousands groups in a percent number"),
+    ("30%", None, "a bare % is a lexer error"),
+    ("45 \\%", None, "a space before \\% too"),
+    ("\\frac{1}{2}\\%", None, "\\% only follows a number"),
+    ("8,178", 8178, "a thousands group"),
+    ("(8,178)", 8178, "...inside parentheses"),
+    ("1,00", None, "not a thousands group: a list, which has no value"),
+    ("{\\arccos\\frac{5}{6}}}", 0.59, "braces are a group, not a set"),
+    ("-\\!2", None, "\\! is a lexer error"),
+    ("\\(3\\)", None, "\\( too"),
+]
+
+
+@pytest.mark.parametrize("text,value,why", PREFIX_VALUES, ids=[c[2] for c in PREFIX_VALUES])
+def test_emulation_reads_as_the_original_parser(text: str, value: int | float | None, why: str):
+    found = emulated_value(text)
+    assert (found, type(found)) == (value, type(value)), why
 
 
 @pytest.mark.parametrize("text,value,why", OFFICIAL_VALUES, ids=[c[2] for c in OFFICIAL_VALUES])
