@@ -135,3 +135,20 @@ def say_responder(body: dict) -> Reply:
 def aime_run_command(data: Path, out: Path, url: str, k: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "evals.cli", "run", "aime2025", "--model", "openai/test-model", "--base-url", url,
             "-k", str(k), "--data", str(data), "--out", str(out), "--quiet", *extra]
+
+
+# ---- the oracle tier's agreement figures, shown at the end of every run ---------------------------
+
+ORACLE_LINES: list[str] = []
+
+
+def report_oracle(line: str) -> None:
+    """One task's corpus size and disagreements with its official scorer (shown in the run's summary)."""
+    ORACLE_LINES.append(line.strip())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if ORACLE_LINES:
+        terminalreporter.section("agreement with the official scorers (oracle tier)")
+        for line in ORACLE_LINES:
+            terminalreporter.write_line(line)

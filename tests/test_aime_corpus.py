@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from conftest import shared_data
+from conftest import report_oracle, shared_data
 
 from evals.types import Response, Sample
 from tasks.aime2025 import AIME2025
@@ -144,6 +144,9 @@ def test_aime_scorer_agrees_with_math_verify_except_where_deliberate(math_verify
             disagree[kind] += 1
             sides.setdefault(kind, set()).add("ours" if ours else "reference")
             examples.setdefault(kind, text)
+    report_oracle(f"aime2025 vs math-verify (no official scorer): {len(items)} answers, "
+                  f"{sum(n for k, n in disagree.items() if k not in DELIBERATE)} unexpected disagreements; deliberate: "
+                  + ", ".join(f"{k} {n}" for k, n in sorted(disagree.items()) if k in DELIBERATE))
     unexpected = {k: (n, examples[k]) for k, n in disagree.items() if k not in DELIBERATE}
     assert not unexpected, f"disagreements with math-verify that are not deliberate: {unexpected}"
     assert sides == {k: {DELIBERATE[k]} for k in disagree}, "a deliberate deviation goes the other way"

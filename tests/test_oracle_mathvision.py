@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, shared_data
+from conftest import REPO, shared_data, report_oracle
 from mathvision_corpus import generated_responses
 from test_mathvision import ORIGINAL_PARSER_CASES, PREFIX_VALUES
 
@@ -116,8 +116,7 @@ def with_engine(engine: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_project_agrees_with_the_official_scorer(corpora: tuple[dict[str, list[dict[str, Any]]], Oracle],
-                                                 samples: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]):
+                                                 samples: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
     """Both engines score both corpora (while the oracle works), then every answer and verdict is compared."""
     rows, oracle = corpora
     ours = {}
@@ -141,8 +140,7 @@ def test_project_agrees_with_the_official_scorer(corpora: tuple[dict[str, list[d
             if differing:
                 failures.append(f"{engine} / {name}: {len(differing)} disagreements, first: "
                                 + json.dumps(differing[:5], indent=1, ensure_ascii=False))
-        with capsys.disabled():  # the summary shows in every run, captured or not
-            print(f"\noracle mathvision [{engine}]: " + "; ".join(parts))
+        report_oracle(f"oracle mathvision [{engine}]: " + "; ".join(parts))
     assert failures == []
 
 

@@ -19,7 +19,7 @@ import json
 import random
 
 import pytest
-from conftest import shared_data
+from conftest import shared_data, report_oracle
 from official_oracles import MMMU_COMMIT, fresh_mmmu_eval_utils, oracle_file
 from oracle_corpus import response
 
@@ -106,7 +106,7 @@ def same_prediction(ours: object, theirs: object) -> bool:
     return set(ours) == set(theirs) if isinstance(theirs, list) else ours == theirs
 
 
-def test_mmmu_official_protocol_agrees_with_the_official_scorer_on_every_response(capsys):
+def test_mmmu_official_protocol_agrees_with_the_official_scorer_on_every_response():
     items = corpus_items()
     assert len(items) == 900 and SUBJECTS == sorted({i["id"].split("_", 1)[1].rsplit("_", 1)[0] for i in items})
     task = MMMU(official_fallback="random")
@@ -129,9 +129,8 @@ def test_mmmu_official_protocol_agrees_with_the_official_scorer_on_every_respons
             draws += resp.key in picks
             truncated += mine.truncated
     generated = GENERATED_RUNS * len(items)
-    with capsys.disabled():
-        print(f"\noracle mmmu-official ({MMMU_COMMIT}): released {len(items)} / generated {generated} "
-              f"({truncated} truncated, {draws} random draws), {len(disagreements)} disagreements")
+    report_oracle(f"oracle mmmu-official ({MMMU_COMMIT}): released {len(items)} / generated {generated} "
+          f"({truncated} truncated, {draws} random draws), {len(disagreements)} disagreements")
     assert draws > 100 and truncated > 100  # the random fallback sequence is exercised, truncations included
     assert not disagreements, disagreements[:10]
 

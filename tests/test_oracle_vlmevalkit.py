@@ -25,7 +25,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import shared_data
+from conftest import shared_data, report_oracle
 from official_oracles import VLMEVALKIT_COMMIT, can_infer, circular_hits, vlmevalkit
 from oracle_corpus import mmbench_options, response
 
@@ -65,7 +65,7 @@ class Tally:
                 f"`Final answer:` decided {self.format_decided}, VLMEvalKit alone differs on {self.format_differs}")
 
 
-def test_mmmu_report_protocol_matcher_agrees_with_can_infer(capsys):
+def test_mmmu_report_protocol_matcher_agrees_with_can_infer():
     vlmevalkit()  # skips with the reason when the oracle is absent
     outputs = shared_data("mmmu", "llava1.5_13b_outputs")
     key = json.loads(shared_data("mmmu", "answer_dict_val.json").read_text())
@@ -84,8 +84,7 @@ def test_mmmu_report_protocol_matcher_agrees_with_can_infer(capsys):
         for text in texts:
             scored = task.score(sample, Response(f"{sample.id}#0", text, finish_reason="stop"))
             tally.add(text, choices, scored.extracted, scored.rule)
-    with capsys.disabled():
-        print("\n" + tally.line("mmmu-report matcher", released, generated))
+    report_oracle(tally.line("mmmu-report matcher", released, generated))
     assert tally.compared > 10_000 and tally.format_decided > 1_000
     assert not tally.disagreements, tally.disagreements[:10]
 
@@ -129,7 +128,7 @@ def write_tsv(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def test_mmbench_options_matcher_and_circular_groups_agree_with_vlmevalkit(tmp_path: Path, capsys):
+def test_mmbench_options_matcher_and_circular_groups_agree_with_vlmevalkit(tmp_path: Path):
     oracle = vlmevalkit()
     pd = pytest.importorskip("pandas")
     rng = random.Random(SEED)
@@ -163,12 +162,11 @@ def test_mmbench_options_matcher_and_circular_groups_agree_with_vlmevalkit(tmp_p
     ours_hits = task.aggregate(samples, scored)["metrics"]["accuracy"]["outcomes"]
     circular_disagreements = [(g, ours_hits.get(str(g)), h) for g, h in theirs_hits.items()
                               if ours_hits.get(str(g)) != h]
-    with capsys.disabled():
-        print("\n" + tally.line("mmbench matcher", 0, len(data)) + " (no released MMBench predictions in ../shared)")
-        print(f"oracle mmbench options ({VLMEVALKIT_COMMIT}): {len(data)} rows ({na_rows} with a cell pandas "
-              f"reads as missing), {len(option_disagreements)} disagreements")
-        print(f"oracle mmbench circular ({VLMEVALKIT_COMMIT}): {len(theirs_hits)} questions / {len(data)} rows, "
-              f"{len(circular_disagreements)} disagreements")
+    report_oracle(tally.line("mmbench matcher", 0, len(data)) + " (no released MMBench predictions in ../shared)")
+    report_oracle(f"oracle mmbench options ({VLMEVALKIT_COMMIT}): {len(data)} rows ({na_rows} with a cell pandas "
+          f"reads as missing), {len(option_disagreements)} disagreements")
+    report_oracle(f"oracle mmbench circular ({VLMEVALKIT_COMMIT}): {len(theirs_hits)} questions / {len(data)} rows, "
+          f"{len(circular_disagreements)} disagreements")
     assert na_rows > 100 and not option_disagreements, option_disagreements[:5]
     assert not tally.disagreements, tally.disagreements[:10]
     assert len(theirs_hits) == MMBENCH_GROUPS and 0 < sum(theirs_hits.values()) < MMBENCH_GROUPS
