@@ -470,3 +470,20 @@ def test_plan_for_questions_on_a_replayed_k1_baseline_is_confirmed_by_simulation
 def test_plan_refuses_a_drop_within_the_tolerance(big):
     proc = cli("gate", "--plan", "--baseline", str(big["baseline"]), "--detect", "0.5")
     assert proc.returncode == 2 and "must exceed --tolerance" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_plan_skips_a_task_below_the_drop_and_plans_the_others(tmp_path):
+    """The demo's baseline (the mock's AIME at 0%, a replayed MathVision at ~10%): the AIME row says why
+    it has no plan instead of the whole call failing; a plan of only such tasks is still refused."""
+    runs = tmp_path / "runs"
+    make_run(tmp_path, "runs", write_problems(tmp_path / "aime.jsonl", 30), set(range(30)))
+    bundled = Path(__file__).resolve().parents[1] / "tasks" / "bundled" / "mathvision"
+    runner.run(RunSpec(task="mathvision", model=f"replay:{bundled / 'outputs' / 'Qwen-VL-Plus.jsonl'}",
+                       data="bundled", params=GenParams(max_tokens=4096), out=str(runs)), show_progress=False)
+    md = cli("gate", "--plan", "--baseline", str(runs), "--detect", "3")
+    assert md.returncode == 0, md.stderr
+    assert "| aime2025 | 30 | 1 | 0.00 | — | — | — | — |" in md.stdout
+    assert "- aime2025: cannot plant a 3.00-point drop in an accuracy of 0.00 points" in md.stdout
+    assert "| mathvision | 304 | 1 | 10.53 |" in md.stdout and " (k=1) |" in md.stdout
+    only = cli("gate", "--plan", "--baseline", str(runs), "--detect", "3", "--tasks", "aime2025")
+    assert only.returncode == 2 and "aime2025: cannot plant" in only.stderr and only.stderr.count("\n") == 1
