@@ -311,6 +311,15 @@ def check_data_choice(task_name: str, data: str | None, model: str) -> None:
         check_bundled_use(task_name, data, parse_model(model)[0])
 
 
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Values every backend refuses (a server on every request, one 400 each) stop the run here.
+    (A negative --top-k is not among them: like 0 it disables top-k, vLLM's own convention being -1.)"""
+    if not temperature >= 0:
+        raise UserError(f"--temperature must be 0 or more, got {temperature:g}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"--top-p must be in (0, 1], got {top_p:g}")
+
+
 def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
     from model_adapters import check_options
     from tasks import get_task
@@ -325,6 +334,11 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
     params = replace(task.default_params, **{k: opts[k] for k in PARAM_FLAGS if k in opts})
     if params.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
+    check_sampling(params.temperature, params.top_p)
+    if opts.get("timeout") is not None and not opts["timeout"] > 0:
+        raise UserError("--timeout must be more than 0 seconds")
+    if opts.get("max_retries") is not None and opts["max_retries"] < 0:
+        raise UserError("--max-retries must be 0 or more")
     repeats = opts["samples"] if "samples" in opts else default_repeats(opts["model"], task.default_repeats)
     if repeats < 1:
         raise UserError("--samples must be at least 1")
