@@ -68,7 +68,8 @@ def add_run_parser(sub: Any) -> None:
                                    "answer key)", action="append")
     p.add_argument("--split")
     p.add_argument("--out", help="parent folder of run dirs (default runs/)")
-    p.add_argument("--resume", help="finish an interrupted run dir (its saved settings are used)")
+    p.add_argument("--resume", help="finish an interrupted run dir (its saved settings are used; only "
+                   "--base-url, --concurrency, --timeout, --max-retries, --api-key-env may be given)")
     p.add_argument("--config", help="TOML file with the same keys as these flags (underscored)")
     p.add_argument("--api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
@@ -427,17 +428,49 @@ def errors_hint(model: str, errors: int, out_dir: Path) -> str:
     return f"{errors} requests failed after retries; rerun the same command (or --resume {out_dir}) to retry them"
 
 
+# What --resume takes from the command line: how to reach the model, never what is measured.
+RESUME_FLAGS = ("base_url", "concurrency", "timeout", "max_retries", "api_key_env")
+RESUME_IGNORED = ("trust_remote_code", "log_to")  # checked below / the tracker's own
+
+
+def resume_spec(args: argparse.Namespace, run_dir: Path) -> RunSpec:
+    """The run's saved spec, with the operational flags given now. A flag that changes what is measured
+    is refused, not silently dropped; a saved --trust-remote-code must be given again."""
+    from evals import runner, store
+
+    spec = runner.resume_spec(run_dir)
+    options = parse_key_values(args.adapter_option, "-O")
+    operational_adapter = [k for k in ADAPTER_FLAGS if k in store.OPERATIONAL_ADAPTER_OPTIONS]
+    refused = [f"--{k.replace('_', '-')}" for k in CONFIG_KEYS
+               if k not in (*RESUME_FLAGS, *RESUME_IGNORED, *operational_adapter, "tasks")
+               and getattr(args, k, None) not in (None, [])]
+    refused += ["a task name"] * bool(args.tasks) + ["--config"] * bool(args.config)
+    refused += [f"-O {k}" for k in options if k not in store.OPERATIONAL_ADAPTER_OPTIONS]
+    refused += [f"-T {k}" for k in parse_key_values(args.task_option, "-T")]
+    if refused:
+        raise UserError(f"--resume takes the settings saved in {run_dir}; {', '.join(refused)} would change what "
+                        "it measures: leave them out, or run without --resume to start a run of their own")
+    if spec.adapter_options.get("trust_remote_code") and not args.trust_remote_code:
+        raise UserError(f"{run_dir} was run with --trust-remote-code: give it again to resume (a model's own "
+                        "code never runs on a saved setting alone)")
+    for name in RESUME_FLAGS[1:]:
+        if getattr(args, name) is not None:
+            setattr(spec, name, getattr(args, name))
+    if args.base_url:
+        spec.base_urls = args.base_url
+    spec.adapter_options.update({k: getattr(args, k) for k in operational_adapter if getattr(args, k) is not None})
+    spec.adapter_options.update({k: v for k, v in options.items() if k in store.OPERATIONAL_ADAPTER_OPTIONS})
+    if spec.timeout is not None and not spec.timeout > 0:
+        raise UserError("--timeout must be more than 0 seconds")
+    return spec
+
+
 def command_run(args: argparse.Namespace) -> int:
     from evals import runner, trackers
 
     if args.resume:
         run_dir = Path(args.resume)
-        spec = runner.resume_spec(run_dir)
-        if args.concurrency:
-            spec.concurrency = args.concurrency
-        if args.base_url:
-            spec.base_urls = args.base_url
-        jobs = [(spec, run_dir)]
+        jobs = [(resume_spec(args, run_dir), run_dir)]
     else:
         opts = merged_options(args)
         opts["tasks"] = list(opts.get("tasks") or [])
