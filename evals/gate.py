@@ -186,6 +186,8 @@ def finished_at(result: RunResult) -> str:
 
 def read_side(path_text: str, tasks: list[str] | None = None, strict: bool = False) -> dict[str, TaskRun]:
     path = Path(path_text)
+    if path.name == store.RESULTS and path.is_file():  # a run's results.json stands for its run dir
+        path = path.parent
     if path.is_dir():
         return read_runs(path, tasks, strict)
     if path.is_file():

@@ -166,6 +166,10 @@ def test_written_baseline_gates_exactly_like_its_run_dir(big, tmp_path):
     from_file = gate_json("--baseline", str(path), "--current", str(big["drop5"]))
     from_dir = gate_json("--baseline", str(big["baseline"]), "--current", str(big["drop5"]))
     assert from_file[:2] == from_dir[:2]
+    # a run's results.json (what a user points at first) stands for its run dir, on either side
+    from_results = gate_json("--baseline", str(big["baseline"] / "results.json"),
+                             "--current", str(big["drop5"] / "results.json"))
+    assert from_results[:2] == from_dir[:2]
 
 
 def test_summary_only_baseline_falls_back_to_an_unpaired_test(big, tmp_path):
