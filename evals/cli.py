@@ -274,6 +274,8 @@ def data_for(task: str, values: list[str] | str | None, tasks: list[str]) -> str
             per_task[name] = path
         else:
             plain.append(v)
+    if plain == ["bundled"]:  # not a path: every task's own bundled data (a task without any is refused)
+        return per_task.get(task, "bundled")
     if len(plain) > 1 or (plain and len(tasks) > 1):
         raise UserError("with several tasks or several --data values, write --data TASK=PATH")
     return per_task.get(task) or (plain[0] if plain else None)

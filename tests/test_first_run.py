@@ -102,6 +102,7 @@ def test_every_bundled_file_is_declared_package_data_and_has_its_terms():
 
 @pytest.mark.parametrize("args, message", [
     (["run", "mmmu", "--data", "bundled", "--model", "mock"], "no bundled data for mmmu"),
+    (["run", "aime2025", "mmmu", "--data", "bundled", "--model", "mock"], "no bundled data for mmmu"),
     (["run", "mathvision", "--data", "bundled", "--split", "test", "--model", "mock"], "testmini"),
     (["run", "aime2025", "--data", "bundled", "--model", "openai/m", "--base-url", "http://127.0.0.1:9/v1"],
      "answer key without problem statements"),
@@ -115,6 +116,15 @@ def test_bad_choices_are_one_line_exit_2_and_write_nothing(args, message, tmp_pa
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_one_data_bundled_serves_every_task_named(tmp_path: Path, capsys):
+    """`bundled` is no path: with several tasks it means each task's own data (no TASK=PATH needed)."""
+    assert main(["run", "aime2025", "mathvision", "--data", "bundled", "--model", "mock", "--limit", "2", "-k", "1",
+                 "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    sources = {json.loads(p.read_text())["spec"]["task"]: json.loads(p.read_text())["provenance"]["data_source"]["kind"]
+               for p in (tmp_path / "runs").glob("*/results.json")}
+    assert sources == {"aime2025": "bundled", "mathvision": "bundled"}
 
 
 def test_data_source_names_bundled_local_and_hub(tmp_path: Path):
