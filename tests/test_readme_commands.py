@@ -92,4 +92,8 @@ def test_every_test_and_file_the_docs_cite_exists():
             source = REPO / path
             if not source.is_file() or (test and not re.search(rf"def {test}\b", source.read_text(encoding="utf-8"))):
                 missing.append(f"{name}: {path}{'::' + test if test else ''}")
+    every_test = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "tests").glob("*.py"))
+    for name, text in texts.items():  # a bare `test_name` beside a full citation
+        missing += [f"{name}: {test}" for test in re.findall(r"`(test_\w+)`", text)
+                    if not re.search(rf"def {test}\b", every_test)]
     assert not missing
