@@ -8,6 +8,7 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -98,6 +99,25 @@ def test_every_bundled_file_is_declared_package_data_and_has_its_terms():
     assert "not bundled" in terms and "opencompass/AIME2025" in terms
     keys = [json.loads(line) for line in (BUNDLED_ROOT / "aime2025" / "answers.jsonl").read_text().splitlines()]
     assert len(keys) == 30 and all(set(k) == {"id", "answer"} for k in keys)  # no problem statement shipped
+
+
+def test_a_second_demo_shows_only_its_own_runs(demo, tmp_path: Path, capsys):
+    """An earlier demo's runs (e.g. the package then installed elsewhere: the replay path is in the run id)
+    or the user's own stay in runs/, but the leaderboard is of the runs this demo made."""
+    from evals.demo import run_demo
+
+    out = tmp_path / "step3vl-demo"
+    shutil.copytree(demo["out"], out)
+    aime = next((out / "runs").glob("aime2025-mock-*"))
+    stale = out / "runs" / "aime2025-mock-sere-0123456789"
+    shutil.copytree(aime, stale)
+    result = json.loads((stale / "results.json").read_text())
+    result["run_id"], result["spec"]["seed"] = stale.name, 99
+    (stale / "results.json").write_text(json.dumps(result))
+    assert run_demo(out) == 0
+    capsys.readouterr()
+    leaderboard = (out / "leaderboard.csv").read_text(encoding="utf-8")
+    assert aime.name in leaderboard and stale.name not in leaderboard
 
 
 @pytest.mark.parametrize("args, message", [
