@@ -450,8 +450,8 @@ def resume_spec(args: argparse.Namespace, run_dir: Path) -> RunSpec:
     refused += [f"-O {k}" for k in options if k not in store.OPERATIONAL_ADAPTER_OPTIONS]
     refused += [f"-T {k}" for k in parse_key_values(args.task_option, "-T")]
     if refused:
-        raise UserError(f"--resume takes the settings saved in {run_dir}; {', '.join(refused)} would change what "
-                        "it measures: leave them out, or run without --resume to start a run of their own")
+        raise UserError(f"--resume takes the settings saved in {run_dir}; {', '.join(refused)} cannot change them: "
+                        "leave them out, or run without --resume to start a run of their own")
     if spec.adapter_options.get("trust_remote_code") and not args.trust_remote_code:
         raise UserError(f"{run_dir} was run with --trust-remote-code: give it again to resume (a model's own "
                         "code never runs on a saved setting alone)")
