@@ -491,3 +491,18 @@ def test_plan_skips_a_task_below_the_drop_and_plans_the_others(tmp_path):
     assert "| mathvision | 304 | 1 | 10.53 |" in md.stdout and " (k=1) |" in md.stdout
     only = cli("gate", "--plan", "--baseline", str(runs), "--detect", "3", "--tasks", "aime2025")
     assert only.returncode == 2 and "aime2025: cannot plant" in only.stderr and only.stderr.count("\n") == 1
+
+
+def test_a_baseline_task_missing_from_the_current_runs_is_said(big, tmp_path):
+    """A CI job whose run of one task went missing: the others are gated, the missing one is named on
+    stderr; with --tasks naming it, the gate refuses."""
+    path = tmp_path / "baseline.json"
+    assert cli("gate", "--write-baseline", str(big["baseline"]), str(path)).returncode == 0
+    doc = json.loads(path.read_text())
+    doc["tasks"]["mathvision"] = doc["tasks"]["aime2025"]
+    path.write_text(json.dumps(doc))
+    code, report, err = gate_json("--baseline", str(path), "--current", str(big["drop03"]))
+    assert code == 0 and [t["task"] for t in report["tasks"]] == ["aime2025"]
+    assert "not compared, in the baseline but not in the current runs: mathvision" in err
+    named = cli("gate", "--baseline", str(path), "--current", str(big["drop03"]), "--tasks", "aime2025", "mathvision")
+    assert named.returncode == 2 and "task mathvision is not in the current" in named.stderr
