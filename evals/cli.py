@@ -69,7 +69,8 @@ def add_run_parser(sub: Any) -> None:
                                    "answer key)", action="append")
     p.add_argument("--split")
     p.add_argument("--out", help="parent folder of run dirs (default runs/)")
-    p.add_argument("--resume", help="finish an interrupted run dir (its saved settings are used)")
+    p.add_argument("--resume", help="finish an interrupted run dir (its saved settings are used; only "
+                   "--base-url, --concurrency, --timeout, --max-retries, --api-key-env may be given)")
     p.add_argument("--config", help="TOML file with the same keys as these flags (underscored)")
     p.add_argument("--api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
@@ -278,6 +279,8 @@ def data_for(task: str, values: list[str] | str | None, tasks: list[str]) -> str
             per_task[name] = path
         else:
             plain.append(v)
+    if plain == ["bundled"]:  # not a path: every task's own bundled data (a task without any is refused)
+        return per_task.get(task, "bundled")
     if len(plain) > 1 or (plain and len(tasks) > 1):
         raise UserError("with several tasks or several --data values, write --data TASK=PATH")
     return per_task.get(task) or (plain[0] if plain else None)
@@ -316,6 +319,15 @@ def check_data_choice(task_name: str, data: str | None, model: str) -> None:
         check_bundled_use(task_name, data, parse_model(model)[0])
 
 
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Values every backend refuses (a server on every request, one 400 each) stop the run here.
+    (A negative --top-k is not among them: like 0 it disables top-k, vLLM's own convention being -1.)"""
+    if not temperature >= 0:
+        raise UserError(f"--temperature must be 0 or more, got {temperature:g}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"--top-p must be in (0, 1], got {top_p:g}")
+
+
 def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
     from model_adapters import check_options
     from tasks import get_task
@@ -330,6 +342,11 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
     params = replace(task.default_params, **{k: opts[k] for k in PARAM_FLAGS if k in opts})
     if params.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
+    check_sampling(params.temperature, params.top_p)
+    if opts.get("timeout") is not None and not opts["timeout"] > 0:
+        raise UserError("--timeout must be more than 0 seconds")
+    if opts.get("max_retries") is not None and opts["max_retries"] < 0:
+        raise UserError("--max-retries must be 0 or more")
     repeats = opts["samples"] if "samples" in opts else default_repeats(opts["model"], task.default_repeats)
     if repeats < 1:
         raise UserError("--samples must be at least 1")
@@ -420,20 +437,49 @@ def errors_hint(model: str, errors: int, out_dir: Path) -> str:
     return f"{errors} requests failed after retries; rerun the same command (or --resume {out_dir}) to retry them"
 
 
+# What --resume takes from the command line: how to reach the model, never what is measured.
+RESUME_FLAGS = ("base_url", "concurrency", "timeout", "max_retries", "api_key_env")
+RESUME_IGNORED = ("trust_remote_code", "log_to")  # checked below / the tracker's own
+
+
+def resume_spec(args: argparse.Namespace, run_dir: Path) -> RunSpec:
+    """The run's saved spec, with the operational flags given now. A flag that changes what is measured
+    is refused, not silently dropped; a saved --trust-remote-code must be given again."""
+    from evals import runner, store
+
+    spec = runner.resume_spec(run_dir)
+    options = parse_key_values(args.adapter_option, "-O")
+    operational_adapter = [k for k in ADAPTER_FLAGS if k in store.OPERATIONAL_ADAPTER_OPTIONS]
+    refused = [f"--{k.replace('_', '-')}" for k in CONFIG_KEYS
+               if k not in (*RESUME_FLAGS, *RESUME_IGNORED, *operational_adapter, "tasks")
+               and getattr(args, k, None) not in (None, [])]
+    refused += ["a task name"] * bool(args.tasks) + ["--config"] * bool(args.config)
+    refused += [f"-O {k}" for k in options if k not in store.OPERATIONAL_ADAPTER_OPTIONS]
+    refused += [f"-T {k}" for k in parse_key_values(args.task_option, "-T")]
+    if refused:
+        raise UserError(f"--resume takes the settings saved in {run_dir}; {', '.join(refused)} cannot change them: "
+                        "leave them out, or run without --resume to start a run of their own")
+    if spec.adapter_options.get("trust_remote_code") and not args.trust_remote_code:
+        raise UserError(f"{run_dir} was run with --trust-remote-code: give it again to resume (a model's own "
+                        "code never runs on a saved setting alone)")
+    for name in RESUME_FLAGS[1:]:
+        if getattr(args, name) is not None:
+            setattr(spec, name, getattr(args, name))
+    if args.base_url:
+        spec.base_urls = args.base_url
+    spec.adapter_options.update({k: getattr(args, k) for k in operational_adapter if getattr(args, k) is not None})
+    spec.adapter_options.update({k: v for k, v in options.items() if k in store.OPERATIONAL_ADAPTER_OPTIONS})
+    if spec.timeout is not None and not spec.timeout > 0:
+        raise UserError("--timeout must be more than 0 seconds")
+    return spec
+
+
 def command_run(args: argparse.Namespace) -> int:
     from evals import runner, trackers
 
     if args.resume:
         run_dir = Path(args.resume)
-        spec = runner.resume_spec(run_dir)
-        if args.concurrency:
-            spec.concurrency = args.concurrency
-        if args.base_url:
-            spec.base_urls = args.base_url
-        for key in ("ray", "replicas"):
-            if getattr(args, key) is not None:
-                spec.adapter_options[key] = getattr(args, key)
-        jobs = [(spec, run_dir)]
+        jobs = [(resume_spec(args, run_dir), run_dir)]
     else:
         opts = merged_options(args)
         opts["tasks"] = list(opts.get("tasks") or [])

@@ -234,12 +234,16 @@ def compare_runs(path_a: str, path_b: str, tasks: list[str] | None = None) -> li
 def command_compare(args: argparse.Namespace) -> int:
     from reports.compare_view import render_compare_csv, render_compare_html, print_compare
 
-    comparisons = compare_runs(args.run_a, args.run_b, args.tasks)
-    print_compare(comparisons, all_questions=args.all)
     from reports import write_output
 
+    comparisons = compare_runs(args.run_a, args.run_b, args.tasks)
+    # The files first: a reader that closes the terminal output early (`| head`) must not cost them.
+    written = []
     if args.csv:
-        print(f"wrote {write_output(args.csv, render_compare_csv(comparisons))}")
+        written.append(write_output(args.csv, render_compare_csv(comparisons)))
     if args.html:
-        print(f"wrote {write_output(args.html, render_compare_html(comparisons, args.title))}")
+        written.append(write_output(args.html, render_compare_html(comparisons, args.title)))
+    print_compare(comparisons, all_questions=args.all)
+    for path in written:
+        print(f"wrote {path}")
     return 0

@@ -167,13 +167,17 @@ def question_rates(run: TaskRun) -> tuple[np.ndarray, str]:
             "independently in each run (conservative; a baseline with repeats gives per-question rates)")
 
 
+def unplannable(detect: float, accuracy: float) -> str:
+    return f"cannot plant a {points(detect)}-point drop in an accuracy of {points(accuracy)} points"
+
+
 def plan_task(run: TaskRun, detect: float, tolerance: float, alpha: float) -> TaskPlan:
     rates, how = question_rates(run)
     n, k = len(rates), run.k
     notes = [how]
-    if detect > rates.mean():
-        raise UserError(f"{run.task}: cannot plant a {points(detect)}-point drop in an accuracy of "
-                        f"{points(rates.mean())} points")
+    if detect > rates.mean():  # no drop that large can happen: nothing to size (the other tasks still are)
+        return TaskPlan(run.task, n, k, float(rates.mean()), alpha, detect, None, None, None, 0.0,
+                        [unplannable(detect, float(rates.mean()))])
 
     def caught(size_n: int, size_k: int) -> bool:
         return power(rates, size_n, size_k, detect, tolerance, alpha) >= POWER
@@ -200,7 +204,10 @@ def plan(baseline: dict[str, TaskRun], detect_points: float, tolerance: float, a
             raise UserError(f"task {task} is not in the baseline (it holds: {', '.join(sorted(baseline))})")
     names = sorted(tasks or baseline)
     level = alpha / len(names) if correction == "holm" else alpha
-    return [plan_task(baseline[t], detect_points / 100, tolerance, level) for t in names]
+    plans = [plan_task(baseline[t], detect_points / 100, tolerance, level) for t in names]
+    if all(p.detect > p.accuracy for p in plans):
+        raise UserError("; ".join(f"{p.task}: {unplannable(p.detect, p.accuracy)}" for p in plans))
+    return plans
 
 
 def size_text(value: int | None, other: str) -> str:
@@ -220,7 +227,8 @@ def markdown_plan(plans: list[TaskPlan], detect_points: float, tolerance: float,
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for p in plans:
         now = f"-{points(p.detectable_now)}" if p.detectable_now is not None else "—"
-        lines.append(f"| {p.task} | {p.n} | {p.k} | {points(p.accuracy)} | {p.power_now:.0%} | {now} | "
+        power_now = f"{p.power_now:.0%}" if p.detect <= p.accuracy else "—"
+        lines.append(f"| {p.task} | {p.n} | {p.k} | {points(p.accuracy)} | {power_now} | {now} | "
                      f"{size_text(p.questions_needed, f'k={p.k}')} | {size_text(p.repeats_needed, f'n={p.n}')} |")
     lines.append("")
     lines += [f"- {p.task}: {note}" for p in plans for note in p.notes]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from evals.progress import RunProgress
 from evals.scoring import score_many, score_response
 from evals.thumbnails import save_inline_thumbnails
 from evals.types import (
-    Message, Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
+    Image, Message, Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
     messages_digest, response_from_dict, scored_from_dict,
 )
 from model_adapters import load_adapter
@@ -165,10 +166,32 @@ def first_round_agreement(task: Task, samples: dict[str, Sample], records: list[
     return metrics.mean_metric(shares, binary=False) if shares else None
 
 
-def dataset_fingerprint(samples: list[Sample]) -> str:
+def image_folder(samples: list[Sample]) -> str | None:
+    """The folder holding every image file the samples name (None when no image is a file)."""
+    folders = {os.path.dirname(os.path.abspath(part.path)) for s in samples for m in s.messages for part in m.content
+               if isinstance(part, Image) and part.b64 is None and part.path}
+    return os.path.commonpath(sorted(folders)) if folders else None
+
+
+def portable_digest(messages: list[Message], folder: str | None) -> str:
+    """`messages_digest` with image files named relative to `folder`: the same data installed or copied
+    elsewhere (the bundled data under another checkout or venv) keeps its fingerprint."""
+    if folder is None:
+        return messages_digest(messages)
+    moved = [Message(m.role, [Image(path=os.path.relpath(os.path.abspath(p.path), folder))
+                              if isinstance(p, Image) and p.b64 is None and p.path else p for p in m.content])
+             for m in messages]
+    return messages_digest(moved)
+
+
+def dataset_fingerprint(samples: list[Sample], portable: bool = True) -> str:
+    """`portable=False`: the fingerprint of runs made before image paths were made relative (absolute
+    paths), still accepted when such a run is resumed."""
+    folder = image_folder(samples) if portable else None
     h = hashlib.sha256()
     for s in samples:
-        h.update(json.dumps([s.id, s.target, messages_digest(s.messages)], ensure_ascii=False, default=str).encode())
+        digest = portable_digest(s.messages, folder)
+        h.update(json.dumps([s.id, s.target, digest], ensure_ascii=False, default=str).encode())
     return h.hexdigest()[:16]
 
 
@@ -204,7 +227,8 @@ def provenance(task: Task, samples: list[Sample], spec: RunSpec) -> dict[str, An
     }
 
 
-def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any]) -> list[dict[str, Any]]:
+def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any],
+                    legacy_fingerprint: str | None = None) -> list[dict[str, Any]]:
     """Create the run dir, or check that an existing one belongs to this spec; return kept records."""
     if run_dir.exists():
         previous = store.load_result(run_dir)
@@ -212,7 +236,7 @@ def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any]) -> list[
             raise UserError(f"{run_dir} holds a different run (task {previous.spec.task}, model "
                             f"{previous.spec.model}); choose another --out")
         old_fp = previous.provenance.get("dataset_fingerprint")
-        if old_fp and old_fp != prov["dataset_fingerprint"]:
+        if old_fp and old_fp not in (prov["dataset_fingerprint"], legacy_fingerprint):
             raise UserError(f"the data changed since {run_dir} was started (fingerprint {old_fp} -> "
                             f"{prov['dataset_fingerprint']}); start a new run")
         records = store.read_jsonl(run_dir / store.SAMPLES, repair=True)
@@ -247,7 +271,8 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
         backend.check_samples(list(by_id), spec.repeats)
     adapter = wrap_mode(backend, spec)
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
-    kept = prepare_run_dir(run_dir, spec, prov)  # refuses a foreign or damaged run dir untouched
+    # refuses a foreign or damaged run dir untouched
+    kept = prepare_run_dir(run_dir, spec, prov, dataset_fingerprint(samples, portable=False))
     task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
     if on_start is not None:
         on_start(run_dir)

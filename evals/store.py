@@ -68,7 +68,13 @@ def umask_mode() -> int:
 
 def write_text_atomic(path: Path, chunks: Any) -> None:
     """Temporary file in the same folder, fsync, rename: readers see the old file or the new one.
-    The file gets the umask's mode like any other the tool writes (mkstemp alone would make it 0600)."""
+    The file gets the umask's mode like any other the tool writes (mkstemp alone would make it 0600).
+    A path that is not a regular file (`--md /dev/stdout`, a pipe) is written in place: a rename would
+    replace the device link itself; a symlink to a file is followed, so the link stays a link."""
+    if path.exists() and not path.is_file():
+        write_text_in_place(path, chunks)
+        return
+    path = Path(os.path.realpath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
@@ -84,6 +90,15 @@ def write_text_atomic(path: Path, chunks: Any) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def write_text_in_place(path: Path, chunks: Any) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+    except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
 

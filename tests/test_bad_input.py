@@ -61,6 +61,11 @@ def bad_cases(data: Path, tmp: Path) -> dict[str, list[str]]:
         "data that is not UTF-8": ["run", "aime2025", "--model", "mock", "--data", str(latin1)],
         "samples 0": [*base, "--model", "mock", "--samples", "0"],
         "negative limit": [*base, "--model", "mock", "--limit", "-1"],
+        "negative temperature": [*base, "--model", "mock", "--temperature", "-1"],
+        "top-p above 1": [*base, "--model", "mock", "--top-p", "1.5"],
+        "top-p of nan": [*base, "--model", "mock", "--top-p", "nan"],
+        "timeout 0": [*base, "--model", "mock", "--timeout", "0"],
+        "negative max-retries": [*base, "--model", "mock", "--max-retries", "-1"],
         "unreachable base URL": [*base, "--model", "openai/m", "--base-url", f"http://127.0.0.1:{free_port()}/v1"],
         "missing API key for a hosted endpoint": [*base, "--model", "openai/gpt-4o", "--base-url",
                                                   "https://api.example.invalid/v1", "--api-key-env", "NO_SUCH_KEY_VAR"],
@@ -148,3 +153,36 @@ def test_api_key_never_reaches_a_file_run_report_or_baseline(tmp_path: Path, aim
         assert key.encode() not in p.read_bytes(), p
     for output in (proc, report, baseline):
         assert key not in output.stdout + output.stderr
+
+
+def test_resume_refuses_what_would_change_the_measurement_and_takes_how_to_reach_the_model(
+        tmp_path: Path, aime_data: Path, existing_run: Path, capsys):
+    from evals.cli import main
+
+    (run_dir,) = list(existing_run.iterdir())
+    before = snapshot(existing_run)
+    cases = {"--samples, a task name": ["aime2025", "--samples", "8"], "--model, -T x": ["--model", "mock", "-T", "x=1"],
+             "-O mock_text": ["-O", "mock_text=hi"], "--config": ["--config", str(tmp_path / "eval.toml")]}
+    for named, extra in cases.items():
+        assert main(["run", "--resume", str(run_dir), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"; {named} cannot change them" in err, err
+    assert snapshot(existing_run) == before
+    # how to reach the model may change; the run is the same one
+    assert main(["run", "--resume", str(run_dir), "--concurrency", "2", "--timeout", "5", "--max-retries", "0",
+                 "-O", "mock_delay=0", "--quiet"]) == 0
+    assert json.loads((run_dir / "results.json").read_text())["spec"]["timeout"] == 5
+
+
+def test_resume_never_trusts_remote_code_on_a_saved_setting_alone(tmp_path: Path, existing_run: Path, capsys):
+    from evals.cli import main
+
+    (run_dir,) = list(existing_run.iterdir())
+    results = json.loads((run_dir / "results.json").read_text())
+    results["spec"]["adapter_options"]["trust_remote_code"] = True  # e.g. a run dir someone else made
+    (run_dir / "results.json").write_text(json.dumps(results))
+    before = snapshot(existing_run)
+    assert main(["run", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "was run with --trust-remote-code: give it again" in err and err.count("\n") == 1
+    assert snapshot(existing_run) == before

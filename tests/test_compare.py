@@ -148,3 +148,21 @@ def test_a_damaged_run_dir_is_one_line_and_exit_2(flipped, tmp_path):
 def test_tasks_not_on_both_sides_are_refused(flipped):
     proc = cli("compare", str(flipped["a"]), str(flipped["b"]), "--tasks", "mmmu")
     assert proc.returncode == 2 and "task mmmu is not in both runs" in proc.stderr
+
+
+def test_files_are_written_even_when_the_terminal_reader_goes_away(flipped, tmp_path):
+    """`compare A B --html x.html | head -3`: the pipe closes early; the files asked for still appear."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that is already gone: the first print fails
+    proc = subprocess.run([sys.executable, "-m", "evals.cli", "compare", str(flipped["a"]), str(flipped["b"]),
+                           "--csv", str(tmp_path / "c.csv"), "--html", str(tmp_path / "c.html")],
+                          stdout=write_end, stderr=subprocess.PIPE, cwd=REPO, timeout=120)
+    os.close(write_end)
+    assert csv_changes(tmp_path / "c.csv")["lost"] == LOST, proc.stderr
+    assert "q30" in (tmp_path / "c.html").read_text(encoding="utf-8")

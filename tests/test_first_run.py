@@ -8,6 +8,7 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -100,8 +101,28 @@ def test_every_bundled_file_is_declared_package_data_and_has_its_terms():
     assert len(keys) == 30 and all(set(k) == {"id", "answer"} for k in keys)  # no problem statement shipped
 
 
+def test_a_second_demo_shows_only_its_own_runs(demo, tmp_path: Path, capsys):
+    """An earlier demo's runs (e.g. the package then installed elsewhere: the replay path is in the run id)
+    or the user's own stay in runs/, but the leaderboard is of the runs this demo made."""
+    from evals.demo import run_demo
+
+    out = tmp_path / "step3vl-demo"
+    shutil.copytree(demo["out"], out)
+    aime = next((out / "runs").glob("aime2025-mock-*"))
+    stale = out / "runs" / "aime2025-mock-sere-0123456789"
+    shutil.copytree(aime, stale)
+    result = json.loads((stale / "results.json").read_text())
+    result["run_id"], result["spec"]["seed"] = stale.name, 99
+    (stale / "results.json").write_text(json.dumps(result))
+    assert run_demo(out) == 0
+    capsys.readouterr()
+    leaderboard = (out / "leaderboard.csv").read_text(encoding="utf-8")
+    assert aime.name in leaderboard and stale.name not in leaderboard
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "mmmu", "--data", "bundled", "--model", "mock"], "no bundled data for mmmu"),
+    (["run", "aime2025", "mmmu", "--data", "bundled", "--model", "mock"], "no bundled data for mmmu"),
     (["run", "mathvision", "--data", "bundled", "--split", "test", "--model", "mock"], "testmini"),
     (["run", "aime2025", "--data", "bundled", "--model", "openai/m", "--base-url", "http://127.0.0.1:9/v1"],
      "answer key without problem statements"),
@@ -115,6 +136,15 @@ def test_bad_choices_are_one_line_exit_2_and_write_nothing(args, message, tmp_pa
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_one_data_bundled_serves_every_task_named(tmp_path: Path, capsys):
+    """`bundled` is no path: with several tasks it means each task's own data (no TASK=PATH needed)."""
+    assert main(["run", "aime2025", "mathvision", "--data", "bundled", "--model", "mock", "--limit", "2", "-k", "1",
+                 "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    sources = {json.loads(p.read_text())["spec"]["task"]: json.loads(p.read_text())["provenance"]["data_source"]["kind"]
+               for p in (tmp_path / "runs").glob("*/results.json")}
+    assert sources == {"aime2025": "bundled", "mathvision": "bundled"}
 
 
 def test_data_source_names_bundled_local_and_hub(tmp_path: Path):

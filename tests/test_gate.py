@@ -166,6 +166,10 @@ def test_written_baseline_gates_exactly_like_its_run_dir(big, tmp_path):
     from_file = gate_json("--baseline", str(path), "--current", str(big["drop5"]))
     from_dir = gate_json("--baseline", str(big["baseline"]), "--current", str(big["drop5"]))
     assert from_file[:2] == from_dir[:2]
+    # a run's results.json (what a user points at first) stands for its run dir, on either side
+    from_results = gate_json("--baseline", str(big["baseline"] / "results.json"),
+                             "--current", str(big["drop5"] / "results.json"))
+    assert from_results[:2] == from_dir[:2]
 
 
 def test_summary_only_baseline_falls_back_to_an_unpaired_test(big, tmp_path):
@@ -470,3 +474,35 @@ def test_plan_for_questions_on_a_replayed_k1_baseline_is_confirmed_by_simulation
 def test_plan_refuses_a_drop_within_the_tolerance(big):
     proc = cli("gate", "--plan", "--baseline", str(big["baseline"]), "--detect", "0.5")
     assert proc.returncode == 2 and "must exceed --tolerance" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_plan_skips_a_task_below_the_drop_and_plans_the_others(tmp_path):
+    """The demo's baseline (the mock's AIME at 0%, a replayed MathVision at ~10%): the AIME row says why
+    it has no plan instead of the whole call failing; a plan of only such tasks is still refused."""
+    runs = tmp_path / "runs"
+    make_run(tmp_path, "runs", write_problems(tmp_path / "aime.jsonl", 30), set(range(30)))
+    bundled = Path(__file__).resolve().parents[1] / "tasks" / "bundled" / "mathvision"
+    runner.run(RunSpec(task="mathvision", model=f"replay:{bundled / 'outputs' / 'Qwen-VL-Plus.jsonl'}",
+                       data="bundled", params=GenParams(max_tokens=4096), out=str(runs)), show_progress=False)
+    md = cli("gate", "--plan", "--baseline", str(runs), "--detect", "3")
+    assert md.returncode == 0, md.stderr
+    assert "| aime2025 | 30 | 1 | 0.00 | — | — | — | — |" in md.stdout
+    assert "- aime2025: cannot plant a 3.00-point drop in an accuracy of 0.00 points" in md.stdout
+    assert "| mathvision | 304 | 1 | 10.53 |" in md.stdout and " (k=1) |" in md.stdout
+    only = cli("gate", "--plan", "--baseline", str(runs), "--detect", "3", "--tasks", "aime2025")
+    assert only.returncode == 2 and "aime2025: cannot plant" in only.stderr and only.stderr.count("\n") == 1
+
+
+def test_a_baseline_task_missing_from_the_current_runs_is_said(big, tmp_path):
+    """A CI job whose run of one task went missing: the others are gated, the missing one is named on
+    stderr; with --tasks naming it, the gate refuses."""
+    path = tmp_path / "baseline.json"
+    assert cli("gate", "--write-baseline", str(big["baseline"]), str(path)).returncode == 0
+    doc = json.loads(path.read_text())
+    doc["tasks"]["mathvision"] = doc["tasks"]["aime2025"]
+    path.write_text(json.dumps(doc))
+    code, report, err = gate_json("--baseline", str(path), "--current", str(big["drop03"]))
+    assert code == 0 and [t["task"] for t in report["tasks"]] == ["aime2025"]
+    assert "not compared, in the baseline but not in the current runs: mathvision" in err
+    named = cli("gate", "--baseline", str(path), "--current", str(big["drop03"]), "--tasks", "aime2025", "mathvision")
+    assert named.returncode == 2 and "task mathvision is not in the current" in named.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,25 @@ def test_run_report_baseline_and_gate_files_are_0644_under_umask_022(folder, tmp
     written = [run_dir / "results.json", run_dir / "samples.jsonl", run_dir / "run.log", tmp_path / "r.html",
                tmp_path / "r.csv", tmp_path / "r.md", tmp_path / "b.json", tmp_path / "gate.json"]
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o644" for p in written}
+
+
+def test_outputs_to_a_pipe_or_through_a_link_keep_what_they_point_at(folder, tmp_path: Path):
+    """`--md /dev/stdout` once renamed a regular file over the /dev/stdout link: a path that is not a
+    regular file is written in place, and a symlink to a file is followed (the link stays a link)."""
+    fifo, to_null, to_file, target = (tmp_path / "fifo", tmp_path / "null.md", tmp_path / "link.json",
+                                      tmp_path / "target.json")
+    os.mkfifo(fifo)
+    to_null.symlink_to(os.devnull)
+    target.write_text("old")
+    to_file.symlink_to(target)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    run_dir = folder["mathvision"]
+    assert main(["report", str(run_dir), "--md", str(fifo), "--json", str(to_file)]) == 0
+    reader.join(timeout=10)
+    assert got and b"| configuration |" in got[0] and stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert to_file.is_symlink() and json.loads(target.read_text())["runs"][0]["task"] == "mathvision"
+    assert main(["report", str(run_dir), "--md", str(to_null)]) == 0
+    assert to_null.is_symlink() and os.readlink(to_null) == os.devnull
+    assert not list(tmp_path.glob(".*.tmp")) and not list(Path(os.devnull).parent.glob(".null.*"))

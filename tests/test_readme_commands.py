@@ -80,3 +80,20 @@ def test_every_offline_readme_command_runs(tmp_path: Path):
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     assert (tmp_path / "step3vl-demo" / "leaderboard.html").is_file()
     assert (tmp_path / "report.html").is_file() and (tmp_path / "baseline.json").is_file()
+
+
+def test_every_test_and_file_the_docs_cite_exists():
+    """docs/reliability.md (and the others) prove promises by naming tests: a renamed test must not
+    leave a citation pointing at nothing."""
+    texts = {p.name: p.read_text(encoding="utf-8") for p in [README, *sorted((REPO / "docs").glob("*.md"))]}
+    missing = []
+    for name, text in texts.items():
+        for path, test in re.findall(r"(tests/[\w/]+\.py)(?:::(\w+))?", text):
+            source = REPO / path
+            if not source.is_file() or (test and not re.search(rf"def {test}\b", source.read_text(encoding="utf-8"))):
+                missing.append(f"{name}: {path}{'::' + test if test else ''}")
+    every_test = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "tests").glob("*.py"))
+    for name, text in texts.items():  # a bare `test_name` beside a full citation
+        missing += [f"{name}: {test}" for test in re.findall(r"`(test_\w+)`", text)
+                    if not re.search(rf"def {test}\b", every_test)]
+    assert not missing

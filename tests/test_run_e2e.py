@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,44 @@ def test_a_scorer_that_crashes_keeps_the_answer_and_counts_it(tmp_path: Path, mo
     assert "RecursionError" in records["p2"]["scored"]["extra"]["scoring_error"]
     monkeypatch.setattr(AIME2025, "score", original)  # the bug fixed: `score` re-scores it
     assert runner.rescore(run_dir).counts["scoring_errors"] == 0
+
+
+def mathvision_copy(folder: Path, n: int = 3) -> Path:
+    """The first n bundled MathVision testmini rows with their figures, in a folder of their own."""
+    from tasks.data import BUNDLED_ROOT
+
+    source = BUNDLED_ROOT / "mathvision"
+    rows = [json.loads(line) for line in (source / "data" / "testmini.jsonl").read_text().splitlines()[:n]]
+    (folder / "data").mkdir(parents=True)
+    (folder / "images").mkdir()
+    (folder / "data" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for r in rows:
+        shutil.copy(source / r["image"], folder / r["image"])
+    return folder
+
+
+def test_the_dataset_fingerprint_does_not_depend_on_where_the_images_are(tmp_path: Path, capsys):
+    """The same data in another place (the bundled data under another checkout or venv) is the same
+    data: its fingerprint is that of the files relative to their folder, not of absolute paths."""
+    from evals import runner
+    from evals.cli import main
+
+    fingerprints = []
+    for where in ("a", "b"):
+        data = mathvision_copy(tmp_path / where)
+        assert main(["run", "mathvision", "--data", str(data), "--model", "mock", "--out", str(tmp_path / f"runs-{where}"),
+                     "--quiet"]) == 0
+        run_dir, result = results(tmp_path / f"runs-{where}")
+        fingerprints.append(result["provenance"]["dataset_fingerprint"])
+    assert fingerprints[0] == fingerprints[1]
+    # a run dir made before (absolute paths in its fingerprint) still resumes
+    samples = runner.load_samples(runner.get_task("mathvision", {}, None), runner.resume_spec(run_dir))
+    legacy = runner.dataset_fingerprint(samples, portable=False)
+    assert legacy != fingerprints[1]
+    result["provenance"]["dataset_fingerprint"] = legacy
+    (run_dir / "results.json").write_text(json.dumps(result))
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
+    result["provenance"]["dataset_fingerprint"] = "0123456789abcdef"  # other data: refused as before
+    (run_dir / "results.json").write_text(json.dumps(result))
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
+    assert "the data changed" in capsys.readouterr().err
