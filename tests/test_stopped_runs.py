@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from chat_server import ChatServer
 from conftest import REPO, aime_run_command, cli, say_responder, write_say_problems
 
@@ -139,3 +140,55 @@ def test_a_bad_image_first_leaves_no_run_dir_and_mid_run_an_interrupted_resumabl
     clean = json.loads(next((tmp_path / "clean").glob("*/results.json")).read_text())
     assert resumed["status"] == clean["status"] == "complete"
     assert resumed["metrics"] == clean["metrics"] and resumed["counts"] == clean["counts"]
+
+
+
+
+def test_a_stopped_run_marks_its_mlflow_run_killed_and_the_resume_finishes_it(tmp_path: Path, mathvision_images: Path,
+                                                                              monkeypatch):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'step3vl-eval[mlflow]')")
+    from mlflow.tracking import MlflowClient
+
+    mlruns = tmp_path / "mlruns"
+    env = {"MLFLOW_TRACKING_URI": f"file:{mlruns}", "MLFLOW_ALLOW_FILE_STORE": "true",
+           "MLFLOW_EXPERIMENT_NAME": "step3vl-test"}
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(f"file:{mlruns}")
+    image = mathvision_images.parents[1] / "images" / "2.png"
+    good = image.read_bytes()
+    image.write_bytes(b"not an image at all")
+    with ChatServer() as server:
+        args = [*mathvision_command(mathvision_images, tmp_path / "runs", server.url), "--log-to", "mlflow"]
+        first = cli(*args, env=env)
+        assert first.returncode == 2 and len(first.stderr.strip().splitlines()) == 1, first.stderr
+        [run_dir] = (tmp_path / "runs").iterdir()
+        run_id = json.loads((run_dir / "trackers.json").read_text())["mlflow"]
+        stopped = client.get_run(run_id)
+        assert stopped.info.status == "KILLED" and stopped.data.tags["step3vl_eval.status"] == "interrupted"
+        image.write_bytes(good)
+        second = cli(*args, env=env)
+        assert second.returncode == 0, second.stderr
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED" and finished.data.tags["step3vl_eval.status"] == "complete"
+
+
+def test_a_stopped_run_marks_its_wandb_run_interrupted_and_failed(tmp_path: Path, mathvision_images: Path):
+    pytest.importorskip("wandb", reason="the wandb extra is not installed (pip install 'step3vl-eval[wandb]')")
+    from test_trackers import wandb_records
+
+    wandb_dir = tmp_path / "wandb_dir"
+    wandb_dir.mkdir()
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(wandb_dir), "WANDB_PROJECT": "step3vl-test",
+           "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
+    (mathvision_images.parents[1] / "images" / "2.png").write_bytes(b"not an image at all")
+    with ChatServer() as server:
+        proc = cli(*mathvision_command(mathvision_images, tmp_path / "runs", server.url), "--log-to", "wandb", env=env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    [run_dir] = (tmp_path / "runs").iterdir()
+    run_id = json.loads((run_dir / "trackers.json").read_text())["wandb"]
+    [offline] = (wandb_dir / "wandb").glob(f"offline-run-*-{run_id}")
+    records = wandb_records(offline / f"run-{run_id}.wandb")
+    summary = {u.key: json.loads(u.value_json) for r in records if r.WhichOneof("record_type") == "summary"
+               for u in r.summary.update if u.key}
+    assert summary["status"] == "interrupted"
+    assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [1]
