@@ -192,7 +192,8 @@ def read_ids(run_dir: Path) -> dict[str, str]:
 
 
 class Tracking:
-    """The trackers of one run: opened by `start(run_dir)`, closed by `finish(run_dir, result)`."""
+    """The trackers of one run: opened by `start(run_dir)`, closed by `finish(run_dir, result)`, or by
+    `stop()` when the run stops mid-way."""
 
     def __init__(self, spec: RunSpec, names: list[str]):
         self.spec = spec

@@ -79,6 +79,9 @@ def test_ctrl_c_writes_interrupted_with_a_partial_score_logs_it_and_resumes(tmp_
         gate = cli("gate", "--write-baseline", str(run_dir), str(tmp_path / "baseline.json"))
         assert gate.returncode == 2 and len(gate.stderr.strip().splitlines()) == 1, gate.stderr
         assert "the run is interrupted" in gate.stderr and not (tmp_path / "baseline.json").exists()
+        compare = cli("compare", str(run_dir), str(next((tmp_path / "clean").iterdir())))
+        assert compare.returncode == 0, compare.stderr
+        assert f"run A ({run_dir.name}) is interrupted" in " ".join(compare.stdout.split())
 
         resume_and_check(data, run_dir, server.url, clean)
 
