@@ -276,10 +276,10 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
     # refuses a foreign or damaged run dir untouched
     kept = prepare_run_dir(run_dir, spec, prov, dataset_fingerprint(samples, portable=False))
     task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
+    if on_start is not None:
+        on_start(run_dir)
     started = time.time()
     try:
-        if on_start is not None:
-            on_start(run_dir)
         # pid and host (in prov) let a reader tell a run killed with SIGKILL from a live one
         result = RunResult(run_dir.name, "running", spec,
                            provenance={**prov, "started": started, "pid": os.getpid()})
