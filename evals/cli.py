@@ -491,7 +491,11 @@ def command_run(args: argparse.Namespace) -> int:
     log_to = list(args.log_to or []) if args.resume else list(merged_log_to(args))
     for spec, run_dir in jobs:
         tracking = trackers.Tracking(spec, log_to)
-        out_dir, result = runner.run(spec, run_dir, show_progress=not args.quiet, on_start=tracking.start)
+        try:
+            out_dir, result = runner.run(spec, run_dir, show_progress=not args.quiet, on_start=tracking.start)
+        except (Exception, KeyboardInterrupt):
+            tracking.stop()
+            raise
         tracking.finish(out_dir, result)
         print_summary(out_dir, result)
         if result.counts.get("errors"):

@@ -181,6 +181,9 @@ def compare_task(run_a: tuple[Path, RunResult, list[dict[str, Any]]],
         notes.append(f"repeats differ (k {result_a.spec.repeats} vs {result_b.spec.repeats}): rates are compared")
     if result_a.provenance.get("dataset_fingerprint") != result_b.provenance.get("dataset_fingerprint"):
         notes.append("the data differ: questions are paired by id")
+    for name, result in (("A", result_a), ("B", result_b)):
+        if result.status in store.UNFINISHED:
+            notes.append(f"run {name} ({result.run_id}) is {result.status}: only the requests it saved are compared")
     return TaskComparison(result_a.spec.task, result_a.run_id, result_b.run_id, result_a.spec.model,
                           result_b.spec.model, cat, counts, questions, len(set(qa) - set(qb)),
                           len(set(qb) - set(qa)), notes)

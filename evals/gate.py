@@ -123,6 +123,9 @@ def outcomes_of(run_dir: Path) -> tuple[dict[str, float], int]:
 
 def read_run(run_dir: Path) -> TaskRun:
     result = store.load_result(run_dir)
+    if result.status in store.UNFINISHED:  # an interrupted run's partial score is no measurement
+        raise UserError(f"{run_dir}: the run is {result.status} ({result.counts.get('requests', 0)} requests "
+                        "saved); resume it (the same command, or run --resume) before gating")
     headline = result.metrics.get(HEADLINE)
     if not isinstance(headline, dict) or "value" not in headline:
         raise UserError(f"{run_dir}: results.json has no '{HEADLINE}' metric (unfinished run?)")

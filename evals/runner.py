@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -271,14 +272,17 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
         backend.check_samples(list(by_id), spec.repeats)
     adapter = wrap_mode(backend, spec)
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
+    created = not run_dir.exists()
     # refuses a foreign or damaged run dir untouched
     kept = prepare_run_dir(run_dir, spec, prov, dataset_fingerprint(samples, portable=False))
     task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
     if on_start is not None:
         on_start(run_dir)
+    started = time.time()
     try:
-        started = time.time()
-        result = RunResult(run_dir.name, "running", spec, provenance={**prov, "started": started})
+        # pid and host (in prov) let a reader tell a run killed with SIGKILL from a live one
+        result = RunResult(run_dir.name, "running", spec,
+                           provenance={**prov, "started": started, "pid": os.getpid()})
         write_result(run_dir, result)
         done = {r["key"] for r in kept}
         todo = [r for r in build_requests(samples, spec) if r.key not in done]
@@ -314,14 +318,41 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
             adapter.close()
             if task.judge is not None:
                 task.judge.close()
-    except UserError as exc:
-        store.log(run_dir, f"stopped: {exc}")
+    except (Exception, KeyboardInterrupt) as exc:
+        stop(run_dir, task, samples, spec, prov, started, exc, created)
         raise
     return run_dir, finish(run_dir, task, samples, spec, prov, started)
 
 
+def stop(run_dir: Path, task: Task, samples: list[Sample], spec: RunSpec, prov: dict[str, Any],
+         started: float, exc: BaseException, created: bool) -> None:
+    """A run stopped by Ctrl-C or an error: run.log says why and results.json says `interrupted`, with
+    the partial score of what was saved (rerunning resumes it). A run dir this command created that
+    holds nothing saved (a bad image in the first request) is removed: nothing to resume, and a fixed
+    data file would otherwise find a dir fingerprinted for the old one."""
+    if created and nothing_saved(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    why = ("interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt)
+           else str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
+    store.log(run_dir, f"stopped: {why}")
+    try:
+        finish(run_dir, task, samples, spec, prov, started, status="interrupted")
+    except UserError:
+        pass  # a full disk or a damaged samples file: the error that stopped the run is the one to show
+
+
+def nothing_saved(run_dir: Path) -> bool:
+    """Only the runner's own bookkeeping is there: results.json, run.log and an empty samples.jsonl."""
+    names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    samples = run_dir / store.SAMPLES
+    return names <= {store.RESULTS, store.LOG, store.SAMPLES} and (not samples.exists() or samples.stat().st_size == 0)
+
+
 def finish(run_dir: Path, task: Task, samples: list[Sample], spec: RunSpec, prov: dict[str, Any],
-           started: float) -> RunResult:
+           started: float, status: str | None = None) -> RunResult:
+    """Score what was saved into results.json; `status="interrupted"`: a stopped run's partial score
+    (stamped `stopped`, not `finished`: a report never prefers it to a finished run)."""
     by_id = {s.id: s for s in samples}
     records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())
     order = {s.id: i for i, s in enumerate(samples)}
@@ -329,10 +360,11 @@ def finish(run_dir: Path, task: Task, samples: list[Sample], spec: RunSpec, prov
     records = sorted((r for r in records if r["sample_id"] in by_id), key=lambda r: (order[r["sample_id"]], r["repeat"]))
     summary = summarize(task, by_id, records)
     complete = len(records) == len(samples) * spec.repeats and summary["counts"]["errors"] == 0
-    extra = {"rules": summary["rules"], "finished": time.time(), "started": started}
+    extra = {"rules": summary["rules"], "stopped" if status else "finished": time.time(), "started": started}
     if hasattr(task, "summary_extras"):
         extra.update(task.summary_extras())
-    result = RunResult(run_dir.name, "complete" if complete else "incomplete", spec, summary["metrics"],
+    status = status or ("complete" if complete else "incomplete")
+    result = RunResult(run_dir.name, status, spec, summary["metrics"],
                        summary["breakdowns"], summary["counts"], {**prov, **extra})
     write_result(run_dir, result)
     store.log(run_dir, f"end: {result.status}, {summary['counts']['errors']} errors")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import tempfile
 from datetime import datetime, timezone
@@ -23,6 +24,9 @@ SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 LOG = "run.log"
 CALLS = "calls.jsonl"  # sub-calls of a mode (PaCoRe rounds), cached for resume
+# Statuses of a run that has not finished: `interrupted` is written by a run stopped by Ctrl-C or an
+# error; `stopped` is read for a `running` one whose process is gone (`load_result`). Rerunning resumes them.
+UNFINISHED = ("running", "interrupted", "stopped")
 
 # Fields that do not change what a run measures: they stay out of the run id and the protocol.
 OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls", "api_key_env", "task_file"}
@@ -171,9 +175,27 @@ def load_result(run_dir: Path) -> RunResult:
     if not path.is_file():
         raise UserError(f"{run_dir} holds no {RESULTS}: not a run directory")
     try:
-        return result_from_dict(json.loads(path.read_text(encoding="utf-8")))
+        result = result_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: unreadable results ({type(exc).__name__}: {exc})") from None
+    if result.status == "running" and writer_gone(result.provenance):
+        result.status = "stopped"  # killed (SIGKILL, a crash) before it could say so; read-time only
+    return result
+
+
+def writer_gone(provenance: dict[str, Any]) -> bool:
+    """The process that wrote `running` is known to be dead: it ran on this host and its pid is gone.
+    Another host, a run saved before pids were recorded, or a reused pid: not known, stays `running`."""
+    pid = provenance.get("pid")
+    if os.name != "posix" or provenance.get("host") != platform.node() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, another user's
+        return False
+    return False
 
 
 def latest_records(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -139,6 +139,11 @@ class MLflowTracker:
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, "FINISHED" if result.status == "complete" else "FAILED")
 
+    def stop(self) -> None:
+        if self.run_id:
+            self.client.set_tag(self.run_id, "step3vl_eval.status", "interrupted")
+            self.client.set_terminated(self.run_id, "KILLED")
+
 
 class WandbTracker:
     name = "wandb"
@@ -166,6 +171,11 @@ class WandbTracker:
             self.run.save(str(copy), base_path=self.run.dir, policy="now")
         self.run.finish(exit_code=0 if result.status == "complete" else 1)
 
+    def stop(self) -> None:
+        if self.run is not None:
+            self.run.summary.update({"status": "interrupted"})
+            self.run.finish(exit_code=1)
+
 
 TRACKERS = {"mlflow": MLflowTracker, "wandb": WandbTracker}
 
@@ -182,7 +192,8 @@ def read_ids(run_dir: Path) -> dict[str, str]:
 
 
 class Tracking:
-    """The trackers of one run: opened by `start(run_dir)`, closed by `finish(run_dir, result)`."""
+    """The trackers of one run: opened by `start(run_dir)`, closed by `finish(run_dir, result)`, or by
+    `stop()` when the run stops mid-way."""
 
     def __init__(self, spec: RunSpec, names: list[str]):
         self.spec = spec
@@ -217,3 +228,12 @@ class Tracking:
                 except Exception as exc:
                     raise UserError(f"the run is saved in {run_dir}, but logging it to {tracker.name} failed: "
                                     f"{type(exc).__name__}: {exc}; run the same command again to log it") from None
+
+    def stop(self) -> None:
+        """The run stopped mid-way (Ctrl-C, an error): its tracker runs say so instead of staying running.
+        Best effort: the error that stopped the run is the one to show; the resume continues them."""
+        for tracker in self.active:
+            try:
+                tracker.stop()
+            except Exception:
+                pass

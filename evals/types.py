@@ -170,7 +170,7 @@ class RunSpec:
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # running | complete
+    status: str  # running | complete | incomplete | interrupted; `stopped` when read (store.load_result)
     spec: RunSpec
     metrics: dict[str, Any] = field(default_factory=dict)
     breakdowns: dict[str, Any] = field(default_factory=dict)
