@@ -260,3 +260,18 @@ def test_ray_flags_misused_are_one_line_exit_2(aime_data: Path, tmp_path: Path, 
     [line] = proc.stderr.strip().splitlines()
     assert message in line
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("opts, cluster_gpus, gpus", [
+    ({}, 0.0, 0.0),  # a CPU cluster: no GPU asked, whatever the parallelism
+    ({"tensor_parallel_size": 4}, 0.0, 0.0),
+    ({}, 8.0, 1.0),
+    ({"tensor_parallel_size": 4}, 8.0, 4.0),  # each replica holds its tensor-parallel group
+    ({"tensor_parallel_size": 2, "data_parallel_size": 2}, 8.0, 4.0),
+    ({"tensor_parallel_size": 4, "ray_gpus": 0.5}, 8.0, 0.5),  # -O ray_gpus wins
+    ({"ray_gpus": 0}, 8.0, 0.0),
+])
+def test_each_replica_asks_ray_for_the_gpus_its_parallelism_needs(opts: dict, cluster_gpus: float, gpus: float) -> None:
+    from model_adapters.ray_pool import replica_gpus
+
+    assert replica_gpus(opts, cluster_gpus) == gpus
