@@ -64,7 +64,7 @@ def api_rows(f: dict) -> list[Row]:
             f["to_first_call"] <= 1.0),
         Row("Harness CPU per request (instant server; whole CLI, HTTP included)",
             f"{f['cpu_ms_per_request']:.2f} ms (start-up + finish {f['startup_cpu_s']:.2f} s CPU)", "<= 2 ms",
-            f["cpu_ms_per_request"] <= 2.0),
+            0 < f["cpu_ms_per_request"] <= 2.0),
         Row("Resume of a finished run: model calls", f"{f['resume_calls']}", "0", f["resume_calls"] == 0),
         Row("Resume of a finished run: time vs the original run",
             f"{f['resume_wall']:.2f} s = {f['resume_ratio']:.2f} x", "", None),
@@ -87,7 +87,9 @@ def image_rows(text: dict, image: dict) -> list[Row]:
     rows.append(Row("Image vs text, client CPU per request (instant server; whole CLI, MathVision's scorer "
                     "included, which AIME's integer answers skip)",
                     f"image {image['cpu_ms_per_request']:.2f} ms | text {text['cpu_ms_per_request']:.2f} ms "
-                    f"= {whole:.2f} x", "<= 1.5 x", whole <= 1.5))
+                    f"= {whole:.2f} x", "<= 1.5 x",
+                    # a marginal cost <= 0 is noise (too few requests, a busy machine), never a pass
+                    whole <= 1.5 and min(image["cpu_ms_per_request"], text["cpu_ms_per_request"]) > 0))
     alone = image["adapter_cpu_ms_image"] / image["adapter_cpu_ms_text"]
     rows.append(Row("Image vs text, the adapter alone on the same prompts with and without figures",
                     f"image {image['adapter_cpu_ms_image']:.2f} ms | text {image['adapter_cpu_ms_text']:.2f} ms "

@@ -100,7 +100,12 @@ class MLflowTracker:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise UserError("--log-to mlflow needs MLflow: pip install 'step3vl-eval[mlflow]'") from None
-        self.client = MlflowClient()  # MLFLOW_TRACKING_URI
+        try:
+            self.client = MlflowClient()  # MLFLOW_TRACKING_URI
+        except Exception as exc:  # e.g. MLflow 3's default sqlite:///mlflow.db, which mlflow-skinny cannot open
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"--log-to mlflow: cannot open the tracking store ({why}); set MLFLOW_TRACKING_URI "
+                            "(docs/trackers.md)") from None
         self.run_id = ""
 
     def start(self, run_dir: Path, spec: RunSpec, run_id: str | None) -> str:

@@ -166,3 +166,28 @@ def test_files_are_written_even_when_the_terminal_reader_goes_away(flipped, tmp_
     os.close(write_end)
     assert csv_changes(tmp_path / "c.csv")["lost"] == LOST, proc.stderr
     assert "q30" in (tmp_path / "c.html").read_text(encoding="utf-8")
+
+
+def test_released_mathvision_predictions_flip_exactly_where_the_official_verdicts_do(tmp_path):
+    """Two real models' released testmini answers (bundled), replayed: the gained and lost questions are
+    those whose official `correct` flags differ, and the changes are listed category by category."""
+    from tasks.data import BUNDLED_ROOT
+
+    outputs = BUNDLED_ROOT / "mathvision" / "outputs"
+    official = {name: {str(r["id"]): bool(r["correct"])
+                       for r in map(json.loads, (outputs / f"{name}.jsonl").read_text().splitlines())}
+                for name in ("Gemini-Pro-CoT", "Qwen-VL-Plus")}
+    runs = [runner.run(RunSpec(task="mathvision", model=f"replay:{outputs / f'{name}.jsonl'}", data="bundled",
+                               split="testmini", out=str(tmp_path / name)), show_progress=False)[0]
+            for name in official]
+    out_csv = tmp_path / "changes.csv"
+    proc = cli("compare", str(runs[0]), str(runs[1]), "--csv", str(out_csv))
+    assert proc.returncode == 0, proc.stderr
+    a, b = official["Gemini-Pro-CoT"], official["Qwen-VL-Plus"]
+    changes = csv_changes(out_csv)
+    assert changes["gained"] == {i for i in a if b[i] and not a[i]} and len(changes["gained"]) == 25
+    assert changes["lost"] == {i for i in a if a[i] and not b[i]} and len(changes["lost"]) == 37
+    listed = [(line.split("[", 1)[1].split("]", 1)[0], line.split()[0]) for line in proc.stdout.splitlines()
+              if line.strip().startswith(("lost ", "gained "))]
+    assert len(listed) == 62 and len({c for c, _ in listed}) > 3
+    assert listed == sorted(listed, key=lambda x: (x[0], x[1] == "gained"))  # by category, lost before gained

@@ -176,6 +176,28 @@ def test_an_image_is_encoded_once_per_run_and_the_cache_stays_bounded_in_bytes(t
     assert literals.kept.size == sum(len(v) for _, v in literals.kept.entries.values())
 
 
+def test_an_adapter_run_encodes_each_figure_once_whatever_its_repeats(tmp_path, monkeypatch):
+    """Through the adapter, as a run sends them: 2 figures x 4 repeats reach the server as their data
+    URLs, but each file is read and encoded once (the cache lives as long as the adapter, not a request)."""
+    from PIL import Image as PILImage
+
+    figures = []
+    for n, color in enumerate(["red", "blue"]):
+        PILImage.new("RGB", (40, 30), color).save(tmp_path / f"fig{n}.png")
+        figures.append(Image(path=str(tmp_path / f"fig{n}.png"), mime="image/png"))
+    encoded: list[str | None] = []
+    real = openai_adapter.encode_image
+    monkeypatch.setattr(openai_adapter, "encode_image", lambda image: encoded.append(image.path) or real(image))
+    requests = [Request(f"q{n}#{r}", f"q{n}", r, [Message("user", [figures[n], Text(f"Which colour? {n}")])],
+                        GenParams(max_tokens=8, seed=r)) for r in range(4) for n in range(2)]
+    with ChatServer(responder=lambda body: Reply("\\boxed{1}")) as server:
+        spec = RunSpec(task="mathvision", model="openai/m", base_urls=[server.url], concurrency=3)
+        responses = OpenAIAdapter("m", spec).generate(requests)
+    assert all(r.error is None for r in responses) and len(server.received) == 8
+    assert sorted(encoded) == sorted(f.path for f in figures)
+    urls = {body["messages"][0]["content"][0]["image_url"]["url"] for body in server.received}
+    assert urls == {"data:image/png;base64," + f.as_b64() for f in figures}
+
 def test_a_request_body_splices_each_image_where_json_would_put_it(tmp_path):
     from model_adapters.openai import ImageLiterals, encode_body, to_openai_message
 

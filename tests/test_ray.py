@@ -3,8 +3,9 @@
 Two replicas of a tiny real VLM answer MMMU questions with images; the run's samples.jsonl must
 equal the same run without Ray, answer for answer (seeded sampling per request), also when a replica
 is killed (kill -9) mid-run. With every replica killed the run ends with exit 1 and the same
-command finishes it. 45-65 s on the 2-core development machine at load average 2-4 (each run
-starts its actors, and torch and the model load in each); about 3 minutes at load average 12.
+command finishes it. A PaCoRe run goes round by round over the pool, with the same replies as
+without Ray. 85-105 s on the 2-core development machine at load average 2-4 (each run starts its
+actors, and torch and the model load in each); about 4 minutes at load average 12.
 """
 
 from __future__ import annotations
@@ -222,6 +223,33 @@ def test_with_no_replica_left_the_run_exits_1_and_the_same_command_finishes_it(
     assert outcomes(out) == plain_run
 
 
+@pytest.mark.slow
+@pytest.mark.hf
+@pytest.mark.ray
+def test_pacore_rounds_over_the_pool_give_the_plain_runs_answers(
+        ray_cluster: Cluster, letter_vlm: Path, mmmu_data: Path, tmp_path: Path) -> None:
+    """PaCoRe's rounds (round 0 of width 2, then the synthesis round) each go out as one batch over
+    the replicas; the records equal those of the same run without Ray."""
+    pacore = ["-k", "2", "--mode", "pacore", "--pacore-widths", "2"]
+    plain = cli(*run_args(letter_vlm, mmmu_data, tmp_path / "plain", *pacore), env=ENV, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    pooled = cli(*run_args(letter_vlm, mmmu_data, tmp_path / "ray", *pacore, "--ray", ray_cluster.address,
+                           "--replicas", "2", "-O", "ray_chunk=1"), env=ENV, timeout=300)
+    assert pooled.returncode == 0, pooled.stderr
+    expected = outcomes(tmp_path / "plain")
+    assert len(expected) == 6 and outcomes(tmp_path / "ray") == expected
+
+    def replies(out: Path) -> dict[str, list]:
+        [run_dir] = out.iterdir()
+        records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+        assert all(r["response"]["meta"]["pacore"]["calls"] == 3 for r in records)  # 2 parallel + 1 synthesis
+        return {r["key"]: [[(x["seed"], x["text"]) for x in rnd["replies"]] for rnd in r["response"]["trace"]]
+                for r in records}
+
+    assert replies(tmp_path / "ray") == replies(tmp_path / "plain")  # every round's replies, not only the last
+    [run_dir] = (tmp_path / "ray").iterdir()
+    assert json.loads((run_dir / "results.json").read_text())["spec"]["adapter_options"]["replicas"] == 2
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "openai/m", "--base-url", "http://127.0.0.1:9/v1", "--ray"], "--ray runs the hf or vllm adapter, not openai"),
     (["--model", "mock", "--replicas", "2"], "--replicas needs --ray"),
@@ -232,3 +260,18 @@ def test_ray_flags_misused_are_one_line_exit_2(aime_data: Path, tmp_path: Path, 
     [line] = proc.stderr.strip().splitlines()
     assert message in line
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("opts, cluster_gpus, gpus", [
+    ({}, 0.0, 0.0),  # a CPU cluster: no GPU asked, whatever the parallelism
+    ({"tensor_parallel_size": 4}, 0.0, 0.0),
+    ({}, 8.0, 1.0),
+    ({"tensor_parallel_size": 4}, 8.0, 4.0),  # each replica holds its tensor-parallel group
+    ({"tensor_parallel_size": 2, "data_parallel_size": 2}, 8.0, 4.0),
+    ({"tensor_parallel_size": 4, "ray_gpus": 0.5}, 8.0, 0.5),  # -O ray_gpus wins
+    ({"ray_gpus": 0}, 8.0, 0.0),
+])
+def test_each_replica_asks_ray_for_the_gpus_its_parallelism_needs(opts: dict, cluster_gpus: float, gpus: float) -> None:
+    from model_adapters.ray_pool import replica_gpus
+
+    assert replica_gpus(opts, cluster_gpus) == gpus

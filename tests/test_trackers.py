@@ -80,6 +80,18 @@ def test_mlflow_file_store_holds_spec_metrics_breakdowns_and_report(tmp_path: Pa
     assert run_dir.name in local.read_text(encoding="utf-8")
 
 
+def test_an_mlflow_store_the_client_cannot_open_is_one_line_exit_2(tmp_path: Path) -> None:
+    """MLflow 3's default store (sqlite:///mlflow.db) needs the full `mlflow` package: with
+    mlflow-skinny, `--log-to mlflow` without MLFLOW_TRACKING_URI once ended in a traceback."""
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'step3vl-eval[mlflow]')")
+    out = tmp_path / "runs"
+    done = cli("run", "aime2025", "--data", "bundled", "--model", "mock", "--samples", "1", "--out", str(out),
+               "--quiet", "--log-to", "mlflow", env={"MLFLOW_TRACKING_URI": "bogus://nowhere"}, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "--log-to mlflow: cannot open the tracking store" in done.stderr and "MLFLOW_TRACKING_URI" in done.stderr
+    assert not out.exists()
+
 # ---- W&B offline ------------------------------------------------------------------------------
 
 def wandb_records(path: Path) -> list:
