@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ HEADLINE = "accuracy"
 CHANGES = ("both right", "gained", "lost", "both wrong", "same")  # `same`: an equal rate strictly inside (0, 1)
 ORDER = {"lost": 0, "gained": 1, "same": 2, "both right": 3, "both wrong": 4}
 PROMPT_CHARS = 200
+SHARED_INSTRUCTION_CHARS = 20  # a prefix or suffix all prompts share, this long or longer, is the task's instruction
 ANSWER_CHARS = 160
 
 
@@ -92,6 +94,18 @@ def prompt_text(record: dict[str, Any]) -> str:
     parts = [p.get("text", "") if p.get("type") == "text" else "[image]"
              for m in record.get("prompt") or [] for p in m.get("content") or []]
     return " ".join(parts)
+
+
+def question_texts(prompts: dict[str, str]) -> dict[str, str]:
+    """Each prompt without the instruction every prompt of the task shares (MathVision's comes first,
+    MMMU's last), so that an excerpt shows the question itself."""
+    texts = list(prompts.values())
+    if len(texts) < 2:
+        return prompts
+    prefix = len(os.path.commonprefix(texts))
+    suffix = len(os.path.commonprefix([t[prefix:][::-1] for t in texts]))
+    prefix, suffix = (prefix if prefix >= SHARED_INSTRUCTION_CHARS else 0), (suffix if suffix >= SHARED_INSTRUCTION_CHARS else 0)
+    return {k: (t[prefix:len(t) - suffix] or t).strip() for k, t in prompts.items()}
 
 
 def target_text(target: Any) -> str:
@@ -168,11 +182,13 @@ def compare_task(run_a: tuple[Path, RunResult, list[dict[str, Any]]],
     qa, qb = run_questions(path_a, result_a, records_a), run_questions(path_b, result_b, records_b)
     cat = category_field(result_a, records_a) or category_field(result_b, records_b)
     questions = []
-    for unit in set(qa) & set(qb):
+    shared = set(qa) & set(qb)
+    prompts = question_texts({unit: prompt_text(qa[unit][1][0]) for unit in shared})
+    for unit in shared:
         (a, recs_a), (b, recs_b) = qa[unit], qb[unit]
         first = recs_a[0]
         questions.append(Question(unit, str((first.get("metadata") or {}).get(cat, "")) if cat else "",
-                                  change_of(a, b), head(prompt_text(first), PROMPT_CHARS),
+                                  change_of(a, b), head(prompts[unit], PROMPT_CHARS),
                                   target_text(first.get("target")), side(a, recs_a), side(b, recs_b)))
     questions.sort(key=lambda q: (natural_key(q.category), ORDER[q.change], natural_key(q.unit)))
     counts = {c: sum(q.change == c for q in questions) for c in CHANGES}

@@ -97,7 +97,7 @@ def test_mmbench_is_compared_by_question_with_circular_eval(tmp_path):
 def test_html_escapes_model_and_dataset_text(tmp_path):
     hostile = '<img src=x onerror="alert(1)">'
     data = tmp_path / "aime.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"{hostile} What is {i}?", "answer": str(i)}) + "\n"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"Problem {i}: {hostile} What is {i}?", "answer": str(i)}) + "\n"
                             for i in range(3)))
     (tmp_path / "a.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "response": f"\\boxed{{{i}}}"}) + "\n"
                                               for i in range(3)))
@@ -191,3 +191,8 @@ def test_released_mathvision_predictions_flip_exactly_where_the_official_verdict
               if line.strip().startswith(("lost ", "gained "))]
     assert len(listed) == 62 and len({c for c, _ in listed}) > 3
     assert listed == sorted(listed, key=lambda x: (x[0], x[1] == "gained"))  # by category, lost before gained
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8"))))
+    prompt_column = next(k for k in rows[0] if "prompt" in k)
+    # the excerpt is the question, not the instruction every MathVision prompt opens with
+    assert not any(r[prompt_column].startswith("Please solve") for r in rows)
+    assert all(r[prompt_column] for r in rows)
