@@ -296,6 +296,16 @@ NA_CELLS = [
 ]
 
 
+def test_the_missing_cell_texts_are_pandas_own_defaults():
+    """VLMEvalKit's `pd.read_csv` decides what is missing: the list here must be pandas' own."""
+    pytest.importorskip("pandas", reason="pandas (the dev extra) defines the default na_values")
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from tasks.mmbench import PANDAS_NA_CELLS
+
+    assert PANDAS_NA_CELLS == set(STR_NA_VALUES)
+
+
 @pytest.mark.parametrize("cell,missing,why", NA_CELLS, ids=[c[2] for c in NA_CELLS])
 def test_option_and_hint_cells_pandas_reads_as_missing_are_dropped(tmp_path: Path, cell, missing, why):
     rows = [{"index": "1", "question": "Which?", "hint": cell, "A": "cat", "B": "dog", "C": cell, "D": "",
