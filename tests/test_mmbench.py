@@ -128,6 +128,7 @@ def test_cn_task_uses_the_fixed_chinese_instruction(tmp_path: Path):
     sample = MMBench(lang="cn").load(str(tmp_path), None, None)[0]  # a folder: the official file name
     text = sample.messages[0].content[1]
     assert isinstance(text, Text) and text.text.endswith("“最终答案：[正确选项]”，只写选项字母。")
+    assert "D. fish 你的回答" in text.text  # joined with a space, as App. C.1 joins the English one (fix 9)
     assert path.exists()
 
 
