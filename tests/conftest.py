@@ -147,6 +147,17 @@ def report_oracle(line: str) -> None:
     ORACLE_LINES.append(line.strip())
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """With STEP3VL_REQUIRE_ORACLES=1 (.ci/run sets it where ../shared/oracles exists), an oracle test
+    that skips fails instead: CI must not pass on an oracle tier that did not run."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("STEP3VL_REQUIRE_ORACLES") == "1" and item.get_closest_marker("oracle"):
+        report.outcome = "failed"
+        report.longrepr = f"oracle tier required (STEP3VL_REQUIRE_ORACLES=1) but skipped: {report.longrepr}"
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if ORACLE_LINES:
         terminalreporter.section("agreement with the official scorers (oracle tier)")

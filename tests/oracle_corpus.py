@@ -108,7 +108,10 @@ def response(rng: random.Random, choices: dict[str, str], gold: str, open_questi
 CJK_OPTIONS = ["猫", "狗", "一只鸟", "红色", "蓝色的天空", "北京", "上海", "左边", "右边", "以上都不是", "3个", "五"]
 EN_OPTIONS = ["cat", "dog", "a bird", "red", "blue sky", "left", "right", "None of the above", "3", "five",
               "The man is running", "B", "A cat", "e.g.", "Not applicable", "2.5 cm", "rabbit", "It is sunny"]
-NA_CELLS = ["None", "NA", "N/A", "null", "NULL", "nan", "n/a", "#N/A", "<NA>", " NA", "none"]
+# Every text pandas' default `na_values` reads as missing (an empty cell is an absent option here),
+# and near misses that pandas keeps as text.
+NA_CELLS = ["#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+            "NA", "NULL", "NaN", "None", "n/a", "nan", "null", " NA", "none", "Nan", "NA ", "-NA"]
 
 
 def mmbench_options(rng: random.Random) -> list[str]:

@@ -128,6 +128,7 @@ def test_cn_task_uses_the_fixed_chinese_instruction(tmp_path: Path):
     sample = MMBench(lang="cn").load(str(tmp_path), None, None)[0]  # a folder: the official file name
     text = sample.messages[0].content[1]
     assert isinstance(text, Text) and text.text.endswith("“最终答案：[正确选项]”，只写选项字母。")
+    assert "D. fish 你的回答" in text.text  # joined with a space, as App. C.1 joins the English one (fix 9)
     assert path.exists()
 
 
@@ -294,6 +295,16 @@ NA_CELLS = [
     ("Not applicable", False, "ordinary text"),
     ("0", False, "a number is an option"),
 ]
+
+
+def test_the_missing_cell_texts_are_pandas_own_defaults():
+    """VLMEvalKit's `pd.read_csv` decides what is missing: the list here must be pandas' own."""
+    pytest.importorskip("pandas", reason="pandas (the dev extra) defines the default na_values")
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from tasks.mmbench import PANDAS_NA_CELLS
+
+    assert PANDAS_NA_CELLS == set(STR_NA_VALUES)
 
 
 @pytest.mark.parametrize("cell,missing,why", NA_CELLS, ids=[c[2] for c in NA_CELLS])

@@ -40,6 +40,9 @@ MMMU_GENERATED_PER_ITEM = 23  # x 900 = 20,700
 MMBENCH_GROUPS = 6_000  # 2-5 circular passes each: about 21,000 rows
 SEED = 20260412
 LETTERS = "ABCDE"
+# The deliberate deviation as docs/tasks.md states it: (responses the `Final answer:` rule decides,
+# of those where VLMEvalKit's can_infer alone gives another letter or none).
+DOCUMENTED_DEVIATION = {"mmmu": (5123, 2478), "mmbench": (5289, 3384)}
 
 
 class Tally:
@@ -86,6 +89,7 @@ def test_mmmu_report_protocol_matcher_agrees_with_can_infer():
             tally.add(text, choices, scored.extracted, scored.rule)
     report_oracle(tally.line("mmmu-report matcher", released, generated))
     assert tally.compared > 10_000 and tally.format_decided > 1_000
+    assert (tally.format_decided, tally.format_differs) == DOCUMENTED_DEVIATION["mmmu"]
     assert not tally.disagreements, tally.disagreements[:10]
 
 
@@ -169,6 +173,7 @@ def test_mmbench_options_matcher_and_circular_groups_agree_with_vlmevalkit(tmp_p
           f"{len(circular_disagreements)} disagreements")
     assert na_rows > 100 and not option_disagreements, option_disagreements[:5]
     assert not tally.disagreements, tally.disagreements[:10]
+    assert (tally.format_decided, tally.format_differs) == DOCUMENTED_DEVIATION["mmbench"]
     assert len(theirs_hits) == MMBENCH_GROUPS and 0 < sum(theirs_hits.values()) < MMBENCH_GROUPS
     assert not circular_disagreements, circular_disagreements[:10]
 
