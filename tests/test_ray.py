@@ -78,6 +78,7 @@ def read_address(head: subprocess.Popen[str]) -> str:
         seen.append(line)
         if "ray start --address=" in line:
             address = line.split("--address=", 1)[1].strip().strip("'\"")
+            address = "127.0.0.1:" + address.rsplit(":", 1)[1]  # Ray prints the host's own address: stay on loopback
             # keep draining the head's output so that it never blocks on a full pipe
             threading.Thread(target=lambda: [None for _ in head.stdout], daemon=True).start()  # type: ignore[union-attr]
             return address
