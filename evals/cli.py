@@ -475,7 +475,8 @@ def resume_spec(args: argparse.Namespace, run_dir: Path) -> RunSpec:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from evals import runner, trackers
+    from evals import runner
+    from reports import trackers
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -536,7 +537,7 @@ def command_gate(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from evals.compare import command_compare as compare
+    from reports.compare import command_compare as compare
 
     return compare(args)
 

@@ -11,7 +11,7 @@ import csv
 import io
 from typing import Any
 
-from evals.compare import CHANGES, TaskComparison
+from reports.compare import CHANGES, TaskComparison
 from reports.html import environment, rate
 
 CSV_COLUMNS = ("task", "question", "category", "change", "outcome_a", "outcome_b", "target", "extracted_a",

@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from evals.compare import CHANGES, TaskComparison, compare_task
+from reports.compare import CHANGES, TaskComparison, compare_task
 from reports.chart import Chart, PointIn, build_chart
 from reports.explorer import explorer_data, packed_json, script_json
 from reports.leaderboard import (
