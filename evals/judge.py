@@ -74,18 +74,22 @@ class ChoiceJudge:
 
     def decide(self, question: str, choices: dict[str, str], answer: str) -> Choice:
         """The judge's letter (or Z) with rule `judge`; `none` when it names nothing or fails."""
-        prompt = judge_prompt(question, choices, answer)
-        digest = hashlib.sha256(f"{self.model}\n{prompt}".encode()).hexdigest()
-        reply = self.cache.get(digest)
-        if reply is None:
-            reply = self.ask(digest, prompt)
-        else:
-            self.count("cached")
+        reply = self.reply(judge_prompt(question, choices, answer))
         if reply is None:
             return Choice(None, "none")
         letter = infer_option_letter(reply, list(choices)) or infer_option_text(reply, choices)
         self.count("decided" if letter and letter in choices else "no_option" if letter else "undecided")
         return Choice(letter, "judge") if letter else Choice(None, "none")
+
+    def reply(self, prompt: str) -> str | None:
+        """The judge's reply to `prompt`, from the cache when it has been asked before; None when the
+        call failed. Tasks whose judge reads a free answer (MathVista's extractor) call it directly."""
+        digest = hashlib.sha256(f"{self.model}\n{prompt}".encode()).hexdigest()
+        cached = self.cache.get(digest)
+        if cached is None:
+            return self.ask(digest, prompt)
+        self.count("cached")
+        return cached
 
     def ask(self, digest: str, prompt: str) -> str | None:
         request = Request(key=f"judge:{digest[:16]}", sample_id=f"judge:{digest[:16]}", repeat=0,

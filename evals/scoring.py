@@ -68,9 +68,12 @@ def scoring_view(sample: Sample) -> Sample:
     return replace(sample, messages=[])
 
 
+SCORED_META = ("extraction",)  # meta a scorer reads: an extraction a replayed file carries (MathVista)
+
+
 def answer_view(response: Response) -> Response:
-    """The response without its reasoning and trace: scorers read the answer text only."""
-    return replace(response, reasoning="", trace=[], meta={})
+    """The response without its reasoning and trace: scorers read the answer text (and SCORED_META)."""
+    return replace(response, reasoning="", trace=[], meta={k: v for k, v in response.meta.items() if k in SCORED_META})
 
 
 _worker_task: Task | None = None

@@ -3,7 +3,8 @@
 `--model replay:PATH` where PATH is
 - a JSONL file of `{"id" or "key": ..., "response": ...}` (MathVision's released outputs, or our own
   samples.jsonl, whose records hold `response.text`),
-- a JSON object `{id: prediction}` (MMMU's `total_val_output.json`) or `{id: {"response": ...}}`,
+- a JSON object `{id: prediction}` (MMMU's `total_val_output.json`) or `{id: {"response": ...}}`
+  (MathVista's `output_*.json`, whose official `extraction` comes along: `load_extractions`),
 - a JSON list of `{"id": ..., "response": ...}` (MMMU's per-subject `output.json`),
 - a VLMEvalKit prediction file (`.xlsx` / `.tsv` with `index` and `prediction`) or an lmms-eval
   `--log_samples` file (model_adapters/formats.py),
@@ -104,6 +105,20 @@ def load_predictions(path: Path) -> dict[str, str]:
     return predictions
 
 
+def load_extractions(path: Path) -> dict[str, str]:
+    """The answers another tool's extractor already read from the responses, by id: MathVista's
+    output files (`{pid: {..., "response", "extraction"}}`) carry the official GPT-4 extractor's
+    `extraction`. Replayed as `Response.meta["extraction"]`; a task that knows the field scores from
+    it (tasks/mathvista.py), the others ignore it."""
+    files = sorted(path.rglob("*.json")) if path.is_dir() else [path] if path.suffix == ".json" else []
+    found: dict[str, str] = {}
+    for f in files:
+        if foreign_records(f) is None:
+            found.update((ident, value["extraction"]) for ident, value in _records_in(f)
+                         if isinstance(value, dict) and isinstance(value.get("extraction"), str))
+    return found
+
+
 def split_key(ident: str) -> tuple[str, int | None]:
     """`q7#3` -> ("q7", 3); a plain id (or one whose suffix is not a number) -> (id, None)."""
     base, sep, repeat = ident.rpartition("#")
@@ -155,6 +170,7 @@ class ReplayAdapter:
             raise UserError("replay needs a file: --model replay:PATH")
         self.source = name
         self.predictions = load_predictions(Path(name))
+        self.extractions = load_extractions(Path(name))
 
     def check_samples(self, sample_ids: list[str], repeats: int) -> None:
         """Called by the runner before anything is written: refuse a file for other data, note gaps."""
@@ -171,6 +187,9 @@ class ReplayAdapter:
             else:
                 reasoning, answer = split_thinking(text)
                 resp = Response(key=req.key, text=answer, reasoning=reasoning, finish_reason="stop")
+                extraction = self.extractions.get(req.key, self.extractions.get(req.sample_id))
+                if extraction is not None:
+                    resp.meta["extraction"] = extraction
             out.append(resp)
             if on_response:
                 on_response(resp)

@@ -17,6 +17,7 @@ TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "mmbench_en": ("tasks.mmbench:MMBench", {"lang": "en"}),
     "mmbench_cn": ("tasks.mmbench:MMBench", {"lang": "cn"}),
     "mathvision": ("tasks.mathvision:MathVision", {}),
+    "mathvista": ("tasks.mathvista:MathVista", {}),
 }
 
 
