@@ -393,6 +393,8 @@ def print_summary(run_dir: Path, result: RunResult) -> None:
             table.add_row(name, f"{100 * m['value']:.2f}", ci, str(m.get("n", "")))
     console = Console()
     console.print(table)
+    if result.provenance.get("no_gold"):  # a split without public answers (MathVista test)
+        console.print(result.provenance["no_gold"], highlight=False)
     c = result.counts
     console.print(f"requests {c.get('requests', 0)} · errors {c.get('errors', 0)} · truncated "
                   f"{c.get('truncated', 0)} · unparsed {c.get('unparsed', 0)} · fallback {c.get('fallback', 0)}"

@@ -127,6 +127,8 @@ def read_run(run_dir: Path) -> TaskRun:
         raise UserError(f"{run_dir}: the run is {result.status} ({result.counts.get('requests', 0)} requests "
                         "saved); resume it (the same command, or run --resume) before gating")
     headline = result.metrics.get(HEADLINE)
+    if result.provenance.get("no_gold"):
+        raise UserError(f"{run_dir}: nothing to gate: {result.provenance['no_gold']}")
     if not isinstance(headline, dict) or "value" not in headline:
         raise UserError(f"{run_dir}: results.json has no '{HEADLINE}' metric (unfinished run?)")
     try:

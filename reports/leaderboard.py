@@ -162,7 +162,8 @@ def set_delta(cell: Cell, reference: float | None, mismatch: str) -> None:
 def run_cell(run: LoadedRun, reference: float | None, mismatch: str = "") -> Cell:
     m = run.result.metrics.get(HEADLINE)
     if not is_metric(m):
-        return Cell(None, "no score", title=f"{run.result.run_id}: no headline metric (status {run.result.status})",
+        why = run.result.provenance.get("no_gold") or f"no headline metric (status {run.result.status})"
+        return Cell(None, "no score", title=f"{run.result.run_id}: {why}",
                     flags=[run.result.status], anchor=run.anchor)
     cell = metric_cell(m, run.anchor)
     cell.title = f"{run.result.run_id}: {cell.title}; {settings_summary(run)}"

@@ -159,6 +159,8 @@ class MathVista:
         if not self.has_gold:
             return {"metrics": found, "breakdowns": {}}
         found["accuracy"] = metrics.accuracy(scored)
+        if self.judge is not None:
+            found["accuracy"]["judge"] = self.judge.counts()
         k = max((len(g) for g in metrics.by_sample(scored).values()), default=1)
         if k > 1:
             found.update(metrics.repeat_metrics(scored, k))
