@@ -287,6 +287,13 @@ def nearest(text: str, choices: list[str]) -> str:
 
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance over code points (insert, delete, substitute: 1 each)."""
+    start = 0  # a shared prefix or suffix costs nothing
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    a, b = a[start:len(a) - end], b[start:len(b) - end]
     if len(a) < len(b):
         a, b = b, a
     previous = list(range(len(b) + 1))
@@ -311,21 +318,28 @@ LETTER = re.compile(r"^(?:\(([A-Za-z])\)|(?:option|choice)?\s*([A-Z])(?:[.:),]|\
 
 def rules_extract(text: str, sample: Sample) -> tuple[str | None, str]:
     """(extraction, rule) by the official direct reads, then ours; (None, "none") when none reads it."""
-    m = sample.metadata
-    choices = list((sample.choices or {}).values())
-    if text == "":
+    if text == "":  # officially "", which a multiple-choice problem reads as its shortest option
         return None, "none"
-    if m["question_type"] == "multi_choice" and text in choices:
-        return text, "official"
-    for kind, read in (("integer", lambda t: str(int(t))), ("float", lambda t: str(float(t)))):
-        if m["answer_type"] == kind:
-            try:
-                return read(text), "official"
-            except (ValueError, TypeError, OverflowError):
-                pass
+    direct = direct_read(text, sample)
+    if direct is not None:
+        return direct, "official"
     found = last_answer_phrase(text)
     answer = read_answer(found if found is not None else text, sample, bare=found is None)
     return (answer, "answer_format") if answer is not None else (None, "none")
+
+
+def direct_read(text: str, sample: Sample) -> str | None:
+    """The official reads before its GPT-4 call: an option text as is, `int(text)`, `float(text)`."""
+    if sample.metadata["question_type"] == "multi_choice" and text in (sample.choices or {}).values():
+        return text
+    try:
+        if sample.metadata["answer_type"] == "integer":
+            return str(int(text))
+        if sample.metadata["answer_type"] == "float":
+            return str(float(text))
+    except (ValueError, OverflowError):
+        return None
+    return None
 
 
 def last_answer_phrase(text: str) -> str | None:
