@@ -7,6 +7,9 @@ wrong). Differences from VLMEvalKit, on purpose: one call at temperature 0 inste
 and then a random letter, and every unresolved pass is judged (VLMEvalKit stops at a group's first
 failed pass: the circular verdict is the same).
 
+MathVista's judge is the official answer extractor instead: the task builds the official few-shot
+prompt and reads the reply itself (`reply`, tasks/mathvista.py); caching and counts are the same.
+
 Every call is cached in `<run dir>/judge.jsonl` under a hash of (judge model, prompt), so re-scoring
 or resuming never pays twice; failed calls are not cached and are retried next time.
 Task options (`-T`): `judge=MODEL` (any adapter spec, e.g. `openai/gpt-4o-mini`),

@@ -306,3 +306,24 @@ def test_score_of_a_response_uses_the_extraction_in_meta(samples: dict[str, Samp
     task = MathVista()
     scored = task.score(samples["2"], Response(key="2#0", text="no idea", meta={"extraction": "14"}))
     assert (scored.extracted, scored.rule, scored.correct) == ("14", "judge", True)
+
+
+def test_hub_snapshot_parquet_in_the_hub_schema(tmp_path: Path):
+    """The hub's columns: `decoded_image` bytes, `precision` as float64, `metadata` a struct, `query`."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    rows = [{**p, "precision": None if p["precision"] is None else float(p["precision"]), "query": query_of(p),
+             "decoded_image": {"bytes": buf.getvalue(), "path": None}} for p in PROBLEMS.values()]
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "testmini-00000-of-00001.parquet")
+    samples = {s.id: s for s in MathVista().load(str(tmp_path), None, None)}
+    assert samples["4"].metadata["precision"] == 2.0 and samples["1"].choices == {
+        "A": "3/11", "B": "8/11", "C": "6/11", "D": "3/5"}
+    image, text = samples["1"].messages[0].content
+    assert image.read_bytes() == buf.getvalue() and text.text == query_of(PROBLEMS["1"])
+    scored = MathVista().score(samples["4"], Response(key="4#0", text="Final answer: 1.449"))
+    assert (scored.extra["prediction"], scored.correct) == ("1.45", True)
