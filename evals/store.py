@@ -35,7 +35,7 @@ OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls
 LATER_FIELDS = {"system_prompt"}
 OPERATIONAL_ADAPTER_OPTIONS = {"batch_size", "device_map", "gpu_memory_utilization", "tensor_parallel_size",
                                "data_parallel_size", "mock_delay", "backoff_base",
-                               "ray", "replicas", "ray_cpus", "ray_gpus", "ray_chunk"}
+                               "ray", "replicas", "ray_cpus", "ray_gpus", "ray_chunk", "pacore_schedule"}
 
 
 def spec_identity(spec: RunSpec) -> dict[str, Any]:
