@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -616,3 +617,40 @@ def test_pacore_mmmu_run_on_the_tiny_hf_model_through_the_cli(tmp_path: Path, an
     assert len(records) == 4 and all(len(r["response"]["trace"]) == 2 for r in records)
     res = json.loads((run_dir / "results.json").read_text())
     assert res["status"] == "complete" and res["counts"]["mean_tokens_per_request"] > 0
+
+
+def without_timing(responses: list[Response]) -> list[tuple]:
+    out = []
+    for r in responses:
+        trace = [{**t, "replies": [{k: v for k, v in x.items() if k != "latency"} for x in t["replies"]]}
+                 for t in r.trace]
+        out.append((r.key, r.text, r.reasoning, r.finish_reason, r.usage, r.error, trace, r.meta))
+    return out
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("pool", [None, 5], ids=["independent", "pool"])
+def test_pipeline_in_waves_over_the_hf_adapter_gives_the_barriers_answers(tmp_path: Path, answering_vlm: Path,
+                                                                           pool: int | None):
+    """hf takes a list: the pipeline hands it waves of `--concurrency` ready calls (here 4, so the
+    rounds of different problems share waves); sampling is seeded per request, so the answers are
+    the barrier's."""
+    from evals.runner import build_requests
+    from model_adapters.hf import HFAdapter
+    from tasks.mmmu import MMMU
+
+    samples = MMMU().load(str(write_mmmu(tmp_path)), "dev", None)
+    spec = RunSpec(task="mmmu", model=f"hf/{answering_vlm}", mode="pacore", pacore_widths=[3], repeats=2,
+                   pacore_pool=pool, params=GenParams(max_tokens=12), concurrency=4,
+                   adapter_options={"batch_size": 4})
+    spy = BatchSpy(HFAdapter(str(answering_vlm), spec))
+    requests = build_requests(samples, spec)
+    piped = wrap_mode(spy, spec).generate(requests)
+    waves = list(spy.batches)
+    spy.batches.clear()
+    barrier = wrap_mode(spy, replace(spec, adapter_options={"batch_size": 4, "pacore_schedule": "rounds"}))
+    rounds = barrier.generate(requests)
+    assert all(len(w) <= 4 for w in waves) and len(spy.batches) == 2  # waves vs one generate() per round
+    assert any(len({r.key.split("/")[1] for r in w}) > 1 for w in waves)  # a wave mixes rounds
+    assert all(o.error is None for o in piped)
+    assert without_timing(piped) == without_timing(rounds)
