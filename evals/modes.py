@@ -6,8 +6,12 @@ the thinking is split off the answer whatever the backend returned.
 PaCoRe (parallel coordinated reasoning, DESIGN §6) answers each request in rounds. Round 0 sends
 the original messages `widths[0]` times with distinct seeds; each later round sends a synthesis
 prompt built from the previous round's compacted replies; the last round has width 1 and its reply
-is the answer. A round goes out for every request of the run at once (one `generate` call on the
-wrapped adapter), so it costs about one call's latency where the backend has the capacity.
+is the answer. The rounds are a pipeline, not a barrier: each problem moves to its next round as
+soon as its own replies are in, and its final response is handed on as soon as it exists. A backend
+with `generate_feed` (the OpenAI-compatible adapter) pulls the next call whenever a slot frees up;
+one that takes a list (hf, vLLM, a Ray pool) gets the ready calls in waves of `--concurrency`.
+`-O pacore_schedule=rounds` runs the barrier instead (a round for every problem at once, one
+`generate` per round): the same calls and the same records, in another order.
 
 Choices written down here (docs/pacore.md explains them for users):
 - Compaction keeps a reply's answer part (after the last `</think>`, or the `content` field) and
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import json
 import random
 import time
@@ -63,9 +68,7 @@ class SeRe:
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
         def done(resp: Response) -> None:
-            if THINK_END in resp.text:  # a server without a reasoning parser returns it inline
-                reasoning, resp.text = split_thinking(resp.text)
-                resp.reasoning = (resp.reasoning + "\n" + reasoning).strip()
+            split_inline_thinking(resp)
             if on_response:
                 on_response(resp)
 
@@ -210,7 +213,8 @@ def call_cache_key(model: str, request: Request) -> str:
 def reply_record(index: int, reply: Response, seed: int | None, cached: bool) -> dict[str, Any]:
     """One reply as the trace keeps it: the answer, never the reasoning (only its length)."""
     return {
-        "index": index, "seed": seed, "text": reply.text, "reasoning_chars": len(reply.reasoning),
+        "index": index, "seed": seed, "text": reply.text,
+        "reasoning_chars": reply.meta.get("reasoning_chars", len(reply.reasoning)),
         "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "latency": round(reply.latency, 4),
         "error": reply.error, "kept": compact(reply) is not None, "cached": cached,
     }
@@ -223,18 +227,23 @@ def first_round_answers(trace: list[dict[str, Any]]) -> list[str]:
     return [r["text"] for r in trace[0]["replies"] if r.get("kept")]
 
 
-# ---- PaCoRe: the rounds ------------------------------------------------------------------------
+# ---- PaCoRe: the pipeline ----------------------------------------------------------------------
+
+SCHEDULES = ("pipeline", "rounds")
+
 
 @dataclass
 class Problem:
     """One outer request on its way through the rounds."""
 
     request: Request
+    seq: int  # admission order: earlier problems' calls go first within a round
     replies: list[list[Response]] = field(default_factory=list)  # per round, by trajectory
     cached: list[list[bool]] = field(default_factory=list)
     seeds: list[list[int | None]] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)  # per round: budget, prompt, order
     pool_indices: list[int] | None = None
+    waiting: int = 0  # replies of the current round still to come
 
 
 @dataclass
@@ -250,9 +259,40 @@ class Call:
     pool_index: int | None = None
 
 
+class CallCache:
+    """The finished sub-calls of `calls.jsonl`, by cache key. Only their offsets stay in memory: a
+    reply is read back from the file when a resumed run asks for it (a run's replies can be GBs)."""
+
+    def __init__(self, path: Path):
+        self.offsets: dict[str, int] = {}
+        for offset, rec in store.scan_jsonl(path, repair=True):
+            if rec.get("response", {}).get("error") is None:
+                self.offsets[rec["cache_key"]] = offset
+        self.fh = open(path, "rb") if self.offsets else None
+
+    def get(self, key: str) -> Response | None:
+        offset = self.offsets.get(key)
+        if offset is None or self.fh is None:
+            return None
+        self.fh.seek(offset)
+        return response_from_dict(json.loads(self.fh.readline())["response"])
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+def split_inline_thinking(resp: Response) -> Response:
+    """A server without a reasoning parser returns the thinking inline: split it off the answer."""
+    if THINK_END in resp.text:
+        reasoning, resp.text = split_thinking(resp.text)
+        resp.reasoning = (resp.reasoning + "\n" + reasoning).strip()
+    return resp
+
+
 class PaCoRe:
     def __init__(self, inner: Adapter, spec: RunSpec):
-        self.inner = SeRe(inner)
+        self.inner = inner
         self.widths = [*spec.pacore_widths, 1]
         if not spec.pacore_widths or any(w < 1 for w in self.widths):
             raise UserError("--pacore-widths needs positive widths, e.g. 16 or 32,4")
@@ -262,11 +302,16 @@ class PaCoRe:
         self.model = spec.model
         self.run_seed = spec.seed
         opts = spec.adapter_options
-        self.context = int(opts.get("pacore_context") or opts.get("max_model_len") or SYNTHESIS_CONTEXT)
-        self.cache: dict[str, Response] = {}
+        context = opts.get("pacore_context") or opts.get("max_model_len") or getattr(inner, "max_model_len", None)
+        self.context = int(context or SYNTHESIS_CONTEXT)
+        self.schedule = str(opts.get("pacore_schedule") or "pipeline")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"-O pacore_schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        self.wave = max(1, spec.concurrency)  # calls per generate() on a backend that takes batches
+        self.cache: CallCache | None = None
         self.writer: store.RecordWriter | None = None
         self.sent = 0  # sub-calls handed to the wrapped adapter (cache hits excluded)
-        self.round_seconds: list[float] = []  # wall time of each round of the last generate()
+        self.round_seconds: list[float] = []  # per round of the last generate(): its last reply, after the previous round's
         self.run_dir: Path | None = None
         self.on_call: Callable[[Response], None] | None = None
 
@@ -276,45 +321,18 @@ class PaCoRe:
         """Resume from the run dir's saved round replies; `on_call` hears of each new model call."""
         self.run_dir = run_dir
         self.on_call = on_call
-        for rec in store.read_jsonl(run_dir / store.CALLS, repair=True):
-            if rec.get("response", {}).get("error") is None:
-                self.cache[rec["cache_key"]] = response_from_dict(rec["response"])
+        self.cache = CallCache(run_dir / store.CALLS)
         self.writer = store.RecordWriter(run_dir / store.CALLS)
 
+    def cached(self, call: Call) -> Response | None:
+        return self.cache.get(call_cache_key(self.model, call.request)) if self.cache is not None else None
+
     def remember(self, call: Call, reply: Response) -> None:
-        key = call_cache_key(self.model, call.request)
-        if reply.error is None:
-            self.cache[key] = reply
         if self.writer is not None:
-            self.writer.append({"cache_key": key, "call": call.request.key, "round": call.round,
-                                "response": asdict(reply)})
+            self.writer.append({"cache_key": call_cache_key(self.model, call.request), "call": call.request.key,
+                                "round": call.round, "response": asdict(reply)})
 
-    # -- one round for every problem at once --
-
-    def run_round(self, calls: list[Call], on_reply: Callable[[Call, Response, bool], None]) -> None:
-        """Answer every call: cached replies first, the rest in one `generate` on the wrapped adapter."""
-        pending: dict[str, Call] = {}
-        for call in calls:
-            hit = self.cache.get(call_cache_key(self.model, call.request))
-            if hit is not None:
-                on_reply(call, replace(hit, key=call.request.key), True)
-            else:
-                pending[call.request.key] = call
-        answered: set[str] = set()
-
-        def finished(reply: Response) -> None:
-            call = pending[reply.key]
-            answered.add(reply.key)
-            self.remember(call, reply)
-            if self.on_call is not None:
-                self.on_call(reply)
-            on_reply(call, reply, False)
-
-        self.sent += len(pending)
-        replies = self.inner.generate([c.request for c in pending.values()], finished)
-        for reply in replies:  # an adapter that returns without calling back for some
-            if reply.key not in answered:
-                finished(reply)
+    # -- the calls of a round --
 
     def sub_request(self, request: Request, key: str, messages: list[Message], seed: int, max_tokens: int) -> Request:
         params = replace(request.params, seed=seed, max_tokens=max_tokens)
@@ -325,6 +343,7 @@ class PaCoRe:
         p.seeds.append(list(seeds))
         p.replies.append([Response(p.request.key, error="no reply")] * len(seeds))
         p.cached.append([False] * len(seeds))
+        p.waiting = len(seeds)
 
     def first_round_calls(self, problems: list[Problem]) -> list[Call]:
         if self.pool is not None:
@@ -387,38 +406,46 @@ class PaCoRe:
         replaced = messages[at].text() if at is not None else ""
         return base + max(0, estimate_tokens(prompt) - estimate_tokens(replaced))
 
-    # -- the whole request --
+    # -- the whole run --
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
-        problems = [Problem(r) for r in requests]
-        finals: dict[str, Response] = {}
-        last = len(self.widths) - 1
-        self.round_seconds = []
+        run = Pipeline(self, requests, on_response)
+        if self.schedule == "rounds":
+            run.admit_all()  # every problem's round 0 at once: a wave per round, the barrier of old
+            self.drive_in_waves(run, None)
+        elif hasattr(self.inner, "generate_feed"):
+            self.inner.generate_feed(run, run.received)
+        else:
+            self.drive_in_waves(run, self.wave)
+        self.round_seconds = [b - a for a, b in zip([0.0, *run.round_done], run.round_done)]
+        self.log_rounds(run)
+        return [run.finals[r.key] for r in requests]
 
-        def store_reply(call: Call, reply: Response, cached: bool) -> None:
-            for p, slot in call.targets:
-                p.replies[call.round][slot] = reply
-                p.cached[call.round][slot] = cached
-                if call.round == last:
-                    finals[p.request.key] = self.final_response(p)
-                    if on_response:
-                        on_response(finals[p.request.key])
+    def drive_in_waves(self, run: Pipeline, size: int | None) -> None:
+        """A backend that takes a list (hf, vLLM, a Ray pool) gets the ready calls in waves of
+        `size` (None: all of them); replies that come back make the next wave's calls ready."""
+        while True:
+            wave = []
+            while size is None or len(wave) < size:
+                req = run.next_request()
+                if req is None:
+                    break
+                wave.append(req)
+            if not wave:
+                return
+            replies = self.inner.generate(wave, run.received)
+            for reply in replies:  # an adapter that returns without calling back for some
+                if reply.key in run.pending:
+                    run.received(reply)
 
-        for round_index in range(len(self.widths)):
-            started = time.perf_counter()
-            calls = self.first_round_calls(problems) if round_index == 0 else self.synthesis_calls(problems, round_index)
-            sent_before = self.sent
-            self.run_round(calls, store_reply)
-            self.round_seconds.append(time.perf_counter() - started)
-            self.log_round(round_index, len(calls), self.sent - sent_before)
-        return [finals[r.key] for r in requests]
-
-    def log_round(self, round_index: int, calls: int, sent: int) -> None:
+    def log_rounds(self, run: Pipeline) -> None:
         """A line in run.log per round, with how many calls came from calls.jsonl."""
         if self.run_dir is None:
             return
-        store.log(self.run_dir, f"pacore round {round_index} (width {self.widths[round_index]}): {calls} calls, "
-                          f"{calls - sent} from calls.jsonl, {self.round_seconds[-1]:.1f} s")
+        for r, width in enumerate(self.widths):
+            calls, cached = run.round_calls[r], run.round_cached[r]
+            last = f", its last reply {run.round_done[r]:.1f} s after the start" if r < len(run.round_done) else ""
+            store.log(self.run_dir, f"pacore round {r} (width {width}): {calls} calls, {cached} from calls.jsonl{last}")
 
     def final_response(self, p: Problem) -> Response:
         answer = p.replies[-1][0]
@@ -452,7 +479,110 @@ class PaCoRe:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
         self.inner.close()
+
+
+class Pipeline:
+    """One `generate` of PaCoRe as a stream of sub-calls (the feed a backend pulls from).
+
+    Each problem moves to its next round as soon as its own replies are in, and its final response
+    goes to `on_response` as soon as its last round returns. `next_request` hands out the call to
+    send next: a later round first (a problem near its end finishes, and its replies are let go),
+    then earlier problems first; a new problem is let in only when nothing else is ready, so the
+    replies held in memory are those of the few problems in flight. Calls found in calls.jsonl are
+    answered on the spot. None means nothing is ready now: more may come as replies come back.
+    """
+
+    def __init__(self, mode: PaCoRe, requests: list[Request], on_response: Any):
+        self.mode = mode
+        self.on_response = on_response
+        groups: dict[str, list[Request]] = {}
+        for r in requests:  # the pool is shared by a sample's repeats: they come in together
+            groups.setdefault(r.sample_id if mode.pool is not None else r.key, []).append(r)
+        self.waiting_groups = iter(groups.values())
+        self.admitted = 0
+        self.ready: list[tuple[int, int, int, Call]] = []  # heap: (-round, problem seq, order, call)
+        self.order = 0
+        self.pending: dict[str, Call] = {}  # handed to the backend, reply not back yet
+        self.finals: dict[str, Response] = {}
+        rounds = len(mode.widths)
+        self.round_calls, self.round_cached = [0] * rounds, [0] * rounds
+        self.round_done: list[float] = []  # seconds from the start to each round's last reply
+        self.round_left = [len(requests)] * rounds  # problems that have not finished each round
+        self.started = time.perf_counter()
+
+    def admit(self) -> bool:
+        group = next(self.waiting_groups, None)
+        if group is None:
+            return False
+        problems = []
+        for request in group:
+            problems.append(Problem(request, self.admitted))
+            self.admitted += 1
+        for call in self.mode.first_round_calls(problems):
+            self.dispatch(call)
+        return True
+
+    def admit_all(self) -> None:
+        while self.admit():
+            pass
+
+    def dispatch(self, call: Call) -> None:
+        self.round_calls[call.round] += 1
+        hit = self.mode.cached(call)
+        if hit is not None:
+            self.round_cached[call.round] += 1
+            self.deliver(call, replace(hit, key=call.request.key), True)
+            return
+        seq = min((p.seq for p, _ in call.targets), default=0)  # a pooled reply no repeat drew: made all the same
+        heapq.heappush(self.ready, (-call.round, seq, self.order, call))
+        self.order += 1
+
+    def next_request(self) -> Request | None:
+        while not self.ready:
+            if not self.admit():
+                return None
+        call = heapq.heappop(self.ready)[3]
+        self.pending[call.request.key] = call
+        self.mode.sent += 1
+        return call.request
+
+    def received(self, reply: Response) -> None:
+        """The backend's reply to a call `next_request` handed out."""
+        call = self.pending.pop(reply.key)
+        split_inline_thinking(reply)
+        self.mode.remember(call, reply)
+        if self.mode.on_call is not None:
+            self.mode.on_call(reply)
+        self.deliver(call, reply, False)
+
+    def deliver(self, call: Call, reply: Response, cached: bool) -> None:
+        reply = split_inline_thinking(reply)
+        last = len(self.mode.widths) - 1
+        if call.round < last and reply.reasoning:  # the trace keeps its length only: let the text go now
+            reply = replace(reply, reasoning="", meta={**reply.meta, "reasoning_chars": len(reply.reasoning)})
+        for p, slot in call.targets:
+            p.replies[call.round][slot] = reply
+            p.cached[call.round][slot] = cached
+            p.waiting -= 1
+            if p.waiting == 0:
+                self.round_finished(p, call.round)
+
+    def round_finished(self, p: Problem, round_index: int) -> None:
+        self.round_left[round_index] -= 1
+        if self.round_left[round_index] == 0:
+            self.round_done.append(time.perf_counter() - self.started)
+        if round_index == len(self.mode.widths) - 1:
+            final = self.mode.final_response(p)
+            self.finals[p.request.key] = final
+            if self.on_response:
+                self.on_response(final)
+            return
+        for call in self.mode.synthesis_calls([p], round_index + 1):
+            self.dispatch(call)
 
 
 def wrap_mode(adapter: Adapter, spec: RunSpec) -> Adapter:

@@ -18,7 +18,7 @@ import zlib
 from dataclasses import asdict, fields, is_dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from evals import metrics, store
 from evals.judge import make_judge
@@ -229,8 +229,9 @@ def provenance(task: Task, samples: list[Sample], spec: RunSpec) -> dict[str, An
 
 
 def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any],
-                    legacy_fingerprint: str | None = None) -> list[dict[str, Any]]:
-    """Create the run dir, or check that an existing one belongs to this spec; return kept records."""
+                    legacy_fingerprint: str | None = None) -> set[str]:
+    """Create the run dir, or check that an existing one belongs to this spec; return the keys it
+    finished. Read one record at a time: a run's samples.jsonl can be GBs."""
     if run_dir.exists():
         previous = store.load_result(run_dir)
         if store.spec_identity(previous.spec) != store.spec_identity(spec):
@@ -240,16 +241,40 @@ def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any],
         if old_fp and old_fp not in (prov["dataset_fingerprint"], legacy_fingerprint):
             raise UserError(f"the data changed since {run_dir} was started (fingerprint {old_fp} -> "
                             f"{prov['dataset_fingerprint']}); start a new run")
-        records = store.read_jsonl(run_dir / store.SAMPLES, repair=True)
-        finished = [r for r in store.latest_records(records).values() if r["response"].get("error") is None]
-        if len(finished) != len(records):  # drop errored records (retried now) so each key stays once
-            store.write_jsonl_atomic(run_dir / store.SAMPLES, finished)
-        return finished
+        path = run_dir / store.SAMPLES
+        latest: dict[str, tuple[int, bool]] = {}  # key -> (offset of its last record, finished)
+        lines = 0
+        for offset, rec in store.scan_jsonl(path, repair=True):
+            latest[rec["key"]] = (offset, rec["response"].get("error") is None)
+            lines += 1
+        finished = sorted(offset for offset, ok in latest.values() if ok)
+        if len(finished) != lines:  # drop errored records (retried now) so each key stays once
+            store.write_text_atomic(path, lines_at(path, finished))
+        return {key for key, (_, ok) in latest.items() if ok}
     try:
         run_dir.mkdir(parents=True)
     except OSError as exc:
         raise UserError(f"cannot create run dir {run_dir}: {exc.strerror}") from None
-    return []
+    return set()
+
+
+def lines_at(path: Path, offsets: list[int]) -> Iterator[str]:
+    with open(path, "rb") as fh:
+        for offset in offsets:
+            fh.seek(offset)
+            yield fh.readline().decode("utf-8")
+
+
+def summary_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The last record of each key, cut to what the metrics read (score, usage, PaCoRe's round-0
+    answers): read one at a time, so the prompts, reasoning and traces of a run never pile up."""
+    latest: dict[str, dict[str, Any]] = {}
+    for _, r in store.scan_jsonl(run_dir / store.SAMPLES):
+        answers = first_round_answers(r["response"].get("trace") or [])
+        trace = [{"replies": [{"text": a, "kept": True} for a in answers]}] if answers else []
+        latest[r["key"]] = {"key": r["key"], "sample_id": r["sample_id"], "repeat": r["repeat"], "scored": r["scored"],
+                            "response": {"usage": r["response"].get("usage") or {}, "trace": trace}}
+    return list(latest.values())
 
 
 def write_result(run_dir: Path, result: RunResult) -> None:
@@ -274,7 +299,7 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
     created = not run_dir.exists()
     # refuses a foreign or damaged run dir untouched
-    kept = prepare_run_dir(run_dir, spec, prov, dataset_fingerprint(samples, portable=False))
+    done = prepare_run_dir(run_dir, spec, prov, dataset_fingerprint(samples, portable=False))
     task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
     if on_start is not None:
         on_start(run_dir)
@@ -284,7 +309,6 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
         result = RunResult(run_dir.name, "running", spec,
                            provenance={**prov, "started": started, "pid": os.getpid()})
         write_result(run_dir, result)
-        done = {r["key"] for r in kept}
         todo = [r for r in build_requests(samples, spec) if r.key not in done]
         store.log(run_dir, f"start: {len(todo)} requests to send, {len(done)} already done")
         by_key = {r.key: r for r in todo}
@@ -354,7 +378,7 @@ def finish(run_dir: Path, task: Task, samples: list[Sample], spec: RunSpec, prov
     """Score what was saved into results.json; `status="interrupted"`: a stopped run's partial score
     (stamped `stopped`, not `finished`: a report never prefers it to a finished run)."""
     by_id = {s.id: s for s in samples}
-    records = list(store.latest_records(store.read_jsonl(run_dir / store.SAMPLES)).values())
+    records = summary_records(run_dir)
     order = {s.id: i for i, s in enumerate(samples)}
     # Data order, not completion order: the metrics must not depend on which request finished first.
     records = sorted((r for r in records if r["sample_id"] in by_id), key=lambda r: (order[r["sample_id"]], r["repeat"]))

@@ -16,6 +16,7 @@ import tempfile
 from datetime import datetime, timezone
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from evals.types import RunResult, RunSpec, UserError, result_from_dict
@@ -34,7 +35,7 @@ OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls
 LATER_FIELDS = {"system_prompt"}
 OPERATIONAL_ADAPTER_OPTIONS = {"batch_size", "device_map", "gpu_memory_utilization", "tensor_parallel_size",
                                "data_parallel_size", "mock_delay", "backoff_base",
-                               "ray", "replicas", "ray_cpus", "ray_gpus", "ray_chunk"}
+                               "ray", "replicas", "ray_cpus", "ray_gpus", "ray_chunk", "pacore_schedule"}
 
 
 def spec_identity(spec: RunSpec) -> dict[str, Any]:
@@ -109,11 +110,16 @@ def write_text_in_place(path: Path, chunks: Any) -> None:
 def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     """Read records line by line; a torn last line (a crash mid-write) is dropped, and cut off the
     file if `repair`. A damaged line with records after it is an error: the run dir is damaged."""
+    return [rec for _, rec in scan_jsonl(path, repair)]
+
+
+def scan_jsonl(path: Path, repair: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`read_jsonl` one record at a time, each with its byte offset: memory stays flat however big
+    the file (a run's replies can be GBs)."""
     if not path.exists():
-        return []
+        return
     if not path.is_file():
         raise UserError(f"{path} is not a file")
-    records: list[dict[str, Any]] = []
     good_bytes = 0
     with open(path, "rb") as fh:
         for n, line in enumerate(fh, 1):
@@ -123,15 +129,14 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
                     if not isinstance(rec, dict):
                         raise ValueError("not an object")
                 except (ValueError, UnicodeDecodeError):
-                    if fh.read().strip():
+                    if fh.read(1 << 20).strip():
                         raise UserError(f"{path}:{n}: corrupt record (not a JSON object); the run dir is damaged") from None
                     break  # torn last line
-                records.append(rec)
+                yield good_bytes, rec
             good_bytes += len(line)
     if repair and good_bytes < path.stat().st_size:
         with open(path, "r+b") as fh:
             fh.truncate(good_bytes)
-    return records
 
 
 def log(run_dir: Path, message: str) -> None:

@@ -23,15 +23,16 @@ ADAPTERS: dict[str, str] = {
 FILE_PROVIDER = "file"  # --model file:path.py:ClassName
 
 # `-O NAME=VALUE` options each adapter reads (besides the flags --dtype, --batch-size, ...);
-# None: the adapter checks them itself (vllm: any engine argument). PaCoRe reads pacore_context.
+# None: the adapter checks them itself (vllm: any engine argument). PaCoRe reads pacore_context and
+# pacore_schedule.
 OPTIONS: dict[str, tuple[str, ...] | None] = {
-    "openai": ("backoff_base", "max_tokens_field", "pacore_context", "extra_body", "think_end", "reasoning_field",
-               "image_cache_mb"),
+    "openai": ("backoff_base", "max_tokens_field", "pacore_context", "pacore_schedule", "extra_body", "think_end",
+               "reasoning_field", "image_cache_mb", "max_model_len"),
     "hf": ("trust_remote_code", "allow_unused_weights", "dtype", "batch_size", "device_map", "pacore_context",
-           "ray_cpus", "ray_gpus", "ray_chunk"),  # the ray_* options: the actors of --ray
+           "pacore_schedule", "ray_cpus", "ray_gpus", "ray_chunk"),  # the ray_* options: the actors of --ray
     "vllm": None,
     "replay": ("pacore_context",),
-    "mock": ("mock_text", "mock_script", "mock_delay", "pacore_context"),
+    "mock": ("mock_text", "mock_script", "mock_delay", "pacore_context", "pacore_schedule"),
 }
 INSTALL_HINTS = {"hf": "pip install -e \".[hf]\"", "vllm": "pip install -e \".[vllm]\""}  # the README's commands
 

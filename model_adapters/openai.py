@@ -259,6 +259,79 @@ def extra_body_option(value: Any) -> dict[str, Any]:
     return value
 
 
+def positive_option(value: Any, name: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
+    return n
+
+
+class ListFeed:
+    """A list of requests as a feed (`OpenAIAdapter.run_feed`): the next one, until none is left."""
+
+    def __init__(self, requests: list[Request]):
+        self.todo = iter(requests)
+
+    def next_request(self) -> Request | None:
+        return next(self.todo, None)
+
+
+# ---- the server's context ----------------------------------------------------------------------
+# SGLang (and vLLM before it clamped by itself) answers HTTP 400 when prompt + max_tokens exceed the
+# context. Their words:
+#   SGLang: "Requested token count exceeds the model's maximum context length of N tokens. You requested
+#            a total of T tokens: P tokens from the input messages and M tokens for the completion. ..."
+#   vLLM:   "This model's maximum context length is N tokens. However, you requested T tokens (P in the
+#            messages, M in the completion). ..."  (newer: "... your prompt contains P input tokens ...")
+CONTEXT_LENGTH = re.compile(r"maximum context length (?:of |is )(\d+) tokens")
+PROMPT_LENGTH = re.compile(r"(\d+) tokens from the input messages|\((\d+) in the messages|"
+                           r"(?:has|contains) (?:at least )?(\d+) input tokens")
+BYTES_PER_TOKEN = 3  # prompt estimate without a tokenize endpoint: over for English, about right for CJK
+TOKENS_PER_MESSAGE = 8  # the chat template's role markers
+TOKENS_PER_IMAGE = 1024
+
+
+class ContextLimitError(Exception):
+    """The server said the request does not fit its context, and how long the prompt is (if it did)."""
+
+    def __init__(self, message: str, context: int, prompt_tokens: int | None):
+        super().__init__(message)
+        self.context = context
+        self.prompt_tokens = prompt_tokens
+
+
+def context_limit_error(status: int, content: bytes) -> ContextLimitError | None:
+    if status != 400:
+        return None
+    text = content.decode("utf-8", "replace")
+    found = CONTEXT_LENGTH.search(text)
+    if not found:
+        return None
+    prompt = PROMPT_LENGTH.search(text)
+    prompt_tokens = int(next(g for g in prompt.groups() if g)) if prompt else None
+    return ContextLimitError(f"HTTP 400: {text[:300]}", int(found.group(1)), prompt_tokens)
+
+
+def estimate_prompt_tokens(messages: list[Message]) -> int:
+    text = sum(len(m.text().encode("utf-8")) for m in messages)
+    images = sum(len(m.images()) for m in messages)
+    return -(-text // BYTES_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages) + TOKENS_PER_IMAGE * images
+
+
+def served_context(listing: Any, model: str) -> int | None:
+    """`max_model_len` of the served model in a `/models` answer (vLLM and SGLang report it)."""
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(entries, list):
+        return None
+    entries = [e for e in entries if isinstance(e, dict)]
+    mine = [e for e in entries if e.get("id") == model] or entries[:1]
+    value = mine[0].get("max_model_len") if mine else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 class AdaptiveLimit:
     """How many requests may be in flight: halved on a 429, raised by one per `limit` successes.
 
@@ -329,6 +402,9 @@ class OpenAIAdapter:
         self.learned_limit = self.concurrency
         self.throttles = 0
         asyncio.run(self.check_servers())
+        self.max_model_len: int | None = None  # the server's context: -O max_model_len, else /models
+        self.tokenize_url: str | None = None  # the server's tokenize endpoint, when it has one
+        asyncio.run(self.learn_context())
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -357,14 +433,88 @@ class OpenAIAdapter:
                 if status in (401, 403):
                     raise UserError(f"{url} refused the API key (HTTP {status})")
 
-    def body(self, req: Request) -> bytes:
+    async def learn_context(self) -> None:
+        """The server's context (`max_model_len` in `/models`, or `-O max_model_len`) and whether it
+        counts prompt tokens for us (vLLM's `/tokenize`). A server that says neither: nothing is fitted
+        up front, and a 400 naming the context still gets one retry (`resend_within_context`)."""
+        given = self.options.get("max_model_len")
+        async with self.session(min(10.0, self.timeout)) as session:
+            if given is not None:
+                self.max_model_len = positive_option(given, "max_model_len")
+            else:
+                found = [await self.get_json(session, f"{url}/models") for url in self.base_urls]
+                contexts = [c for c in (served_context(f, self.model) for f in found) if c]
+                self.max_model_len = min(contexts) if contexts else None
+            if self.max_model_len is not None:
+                self.tokenize_url = await self.find_tokenize(session)
+
+    async def get_json(self, session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            call = session.get(url) if body is None else session.post(url, json=body)
+            async with call as r:
+                return await r.json(content_type=None) if r.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return None
+
+    async def find_tokenize(self, session: aiohttp.ClientSession) -> str | None:
+        base = self.base_urls[0]
+        probe = {"model": self.model, "messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": True}
+        for url in (f"{base.removesuffix('/v1')}/tokenize", f"{base}/tokenize"):
+            found = await self.get_json(session, url, probe)
+            if isinstance(found, dict) and isinstance(found.get("count"), int):
+                return url
+        return None
+
+    async def fitted_max_tokens(self, session: aiohttp.ClientSession, req: Request) -> int:
+        """The request's max_tokens, cut to what the server's context leaves after the prompt: the
+        prompt as the server's tokenize endpoint counts it, else estimated."""
+        wanted = req.params.max_tokens
+        if self.max_model_len is None or estimate_prompt_tokens(req.messages) + wanted <= self.max_model_len:
+            return wanted
+        counted = await self.count_prompt_tokens(session, req) if self.tokenize_url else None
+        prompt = counted if counted is not None else estimate_prompt_tokens(req.messages)
+        return max(1, min(wanted, self.max_model_len - prompt))
+
+    async def count_prompt_tokens(self, session: aiohttp.ClientSession, req: Request) -> int | None:
+        assert self.tokenize_url is not None
+        images: list[Image] = []
+        body: dict[str, Any] = {"model": self.model, "add_generation_prompt": True,
+                                "messages": [to_openai_message(m, self.image_slot, images) for m in req.messages]}
+        if "chat_template_kwargs" in self.extra_body:  # they change the prompt (e.g. enable_thinking)
+            body["chat_template_kwargs"] = self.extra_body["chat_template_kwargs"]
+        try:
+            async with session.post(self.tokenize_url, data=encode_body(body, self.image_slot, images, self.images)) as r:
+                found = await r.json(content_type=None) if r.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return None
+        count = found.get("count") if isinstance(found, dict) else None
+        return count if isinstance(count, int) else None
+
+    async def resend_within_context(self, session: aiohttp.ClientSession, limit: AdaptiveLimit, req: Request,
+                                    exc: ContextLimitError) -> Response:
+        """Once more, with the completion budget the server's own count allows; else an error that says so."""
+        self.max_model_len = min(self.max_model_len or exc.context, exc.context)  # fit the next ones up front
+        room = exc.context - exc.prompt_tokens if exc.prompt_tokens is not None else 0
+        if room < 1:
+            return Response(req.key, error=f"the prompt leaves no room in the server's context of {exc.context} "
+                                           f"tokens: {exc}")
+        try:
+            resp = await self.send_with_retries(session, limit, req, min(room, req.params.max_tokens))
+        except ContextLimitError as again:
+            return Response(req.key, error=f"over the server's context of {again.context} tokens even with "
+                                           f"max_tokens {room}: {again}")
+        resp.meta["max_tokens"] = min(room, req.params.max_tokens)
+        resp.meta["context_retry"] = True
+        return resp
+
+    def body(self, req: Request, max_tokens: int | None = None) -> bytes:
         p = req.params
         token_field = str(self.options.get("max_tokens_field", "max_tokens"))
         images: list[Image] = []
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [to_openai_message(m, self.image_slot, images) for m in req.messages],
-            token_field: p.max_tokens,
+            token_field: p.max_tokens if max_tokens is None else max_tokens,
             "temperature": p.temperature,
             "top_p": p.top_p,
         }
@@ -398,12 +548,26 @@ class OpenAIAdapter:
         if status in RETRY_STATUSES:
             raise RetryableError(f"HTTP {status}", parse_retry_after(retry_after))
         if status >= 400:
-            raise FatalServerError(f"HTTP {status}: {content[:300].decode('utf-8', 'replace')}")
+            raise context_limit_error(status, content) or FatalServerError(
+                f"HTTP {status}: {content[:300].decode('utf-8', 'replace')}")
         return parse_completion(content, req.key, self.think_end, self.reasoning_field)
 
     async def send(self, session: aiohttp.ClientSession, limit: AdaptiveLimit, req: Request) -> Response:
         start = time.perf_counter()
-        body = self.body(req)
+        max_tokens = await self.fitted_max_tokens(session, req)
+        try:
+            resp = await self.send_with_retries(session, limit, req, max_tokens)
+        except ContextLimitError as exc:
+            resp = await self.resend_within_context(session, limit, req, exc)
+        else:
+            if max_tokens != req.params.max_tokens:
+                resp.meta["max_tokens"] = max_tokens  # what was asked for, within the server's context
+        resp.latency = time.perf_counter() - start
+        return resp
+
+    async def send_with_retries(self, session: aiohttp.ClientSession, limit: AdaptiveLimit, req: Request,
+                                max_tokens: int) -> Response:
+        body = self.body(req, max_tokens)
         last = ""
         for attempt in range(self.max_retries + 1):
             try:
@@ -413,7 +577,6 @@ class OpenAIAdapter:
                 finally:
                     await limit.release()
                 limit.succeeded()
-                resp.latency = time.perf_counter() - start
                 resp.meta["attempts"] = attempt + 1
                 return resp
             except RetryableError as exc:
@@ -423,15 +586,50 @@ class OpenAIAdapter:
             except FatalServerError as exc:
                 last = str(exc)
                 break
-        return Response(key=req.key, error=f"{last} (after {attempt + 1} attempts)",
-                        latency=time.perf_counter() - start)
+        return Response(key=req.key, error=f"{last} (after {attempt + 1} attempts)")
 
-    async def worker(self, session: aiohttp.ClientSession, limit: AdaptiveLimit, todo: Iterator[Request],
-                     done: Callable[[Response], None]) -> None:
-        for req in todo:  # the workers share one iterator: each takes the next request
-            done(await self.send(session, limit, req))
+    async def run_feed(self, feed: Any, on_response: Callable[[Response], None]) -> None:
+        """`concurrency` workers send what `feed.next_request()` hands out. None from the feed means
+        nothing is ready now: a worker waits for a reply to come back (a reply may make more ready)
+        and stops once nothing is ready and nothing is in flight."""
+        limit = AdaptiveLimit(self.concurrency, self.learned_limit)
+        replied = asyncio.Event()
+        in_flight = 0
 
-    async def run_all(self, requests: list[Request], on_response: Any) -> list[Response]:
+        async def worker(session: aiohttp.ClientSession) -> None:
+            nonlocal in_flight
+            while True:
+                req = feed.next_request()
+                if req is None:
+                    if in_flight == 0:
+                        replied.set()  # the others see it too, and stop
+                        return
+                    replied.clear()
+                    await replied.wait()
+                    continue
+                in_flight += 1
+                resp = await self.send(session, limit, req)
+                on_response(resp)
+                in_flight -= 1
+                replied.set()
+
+        async with self.session(self.timeout) as session:
+            workers = [asyncio.ensure_future(worker(session)) for _ in range(self.concurrency)]
+            try:
+                await asyncio.gather(*workers)
+            finally:
+                for w in workers:
+                    w.cancel()
+                self.learned_limit, self.throttles = limit.limit, self.throttles + limit.throttles
+
+    def generate_feed(self, feed: Any, on_response: Callable[[Response], None]) -> None:
+        """Requests as a feed rather than a list (PaCoRe's pipeline): see `run_feed`."""
+        self.freeze_once()
+        asyncio.run(self.run_feed(feed, on_response))
+
+    def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
+        if not requests:
+            return []
         results: dict[str, Response] = {}
 
         def done(resp: Response) -> None:
@@ -439,29 +637,17 @@ class OpenAIAdapter:
             if on_response:
                 on_response(resp)
 
-        todo = iter(requests)
-        limit = AdaptiveLimit(self.concurrency, self.learned_limit)
-        async with self.session(self.timeout) as session:
-            workers = [asyncio.ensure_future(self.worker(session, limit, todo, done))
-                       for _ in range(min(self.concurrency, len(requests)))]
-            try:
-                await asyncio.gather(*workers)
-            finally:
-                for w in workers:
-                    w.cancel()
-                self.learned_limit, self.throttles = limit.limit, self.throttles + limit.throttles
+        self.freeze_once()
+        asyncio.run(self.run_feed(ListFeed(requests), done))
         return [results[r.key] for r in requests]
 
-    def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
-        if not requests:
-            return []
+    def freeze_once(self) -> None:
         if not self.frozen:
             # Everything alive now (modules, the loaded samples) lives until the run ends: moved out
             # of the collector's reach, a full collection no longer walks it. Unfrozen, one took
             # 0.1-0.5 s on a MathVision run (math-verify and sympy loaded), a stall in mid-run.
             gc.freeze()
             self.frozen = True
-        return asyncio.run(self.run_all(requests, on_response))
 
     def close(self) -> None:
         pass

@@ -35,7 +35,8 @@ from model_adapters.hf import (
 
 INSTALL_HINT = 'pip install -e ".[vllm]" in the project folder, as the README says'
 MAX_MODEL_LEN = {"sere": 65536, "pacore": 131072}
-OWN_OPTIONS = {"trust_remote_code", "batch_size", "device_map", "data_parallel_size"}
+OWN_OPTIONS = {"trust_remote_code", "batch_size", "device_map", "data_parallel_size", "pacore_context",
+               "pacore_schedule"}  # the last two: PaCoRe's
 ENGINE_OPTIONS = ("tensor_parallel_size", "max_model_len", "gpu_memory_utilization", "dtype")
 
 

@@ -4,6 +4,13 @@ asyncio streams with a minimal HTTP/1.1 (keep-alive) implementation, so one thre
 hundreds of concurrent slow calls. The test decides every answer (`responder`) and every fault
 (`faults`), and the server counts what it receives. Run it standalone for benchmarks:
     python tests/chat_server.py --latency 0.2      (prints its base URL, serves until killed)
+    python tests/chat_server.py --latency 0.4 --sigma 1.0 --pad-reasoning 262144
+                                                   (heavy-tailed latencies, long replies; GET /v1/stats)
+
+With `max_model_len` it behaves as SGLang does about its context: `/models` reports it, prompts are
+counted (`prompt_tokens`: one token per `bytes_per_token` UTF-8 bytes of text, 4 per message, 100 per
+image) and a request whose prompt plus max_tokens exceeds it gets SGLang's HTTP 400 (or older vLLM's
+wording, `context_error="vllm"`); `tokenize=True` adds vLLM's `/tokenize`.
 """
 
 from __future__ import annotations
@@ -11,12 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+SYNTHESIS_HEAD = "You are given a problem and a list of reference responses."
+SGLANG_CONTEXT_ERROR = ("Requested token count exceeds the model's maximum context length of {n} tokens. You requested "
+                        "a total of {t} tokens: {p} tokens from the input messages and {m} tokens for the completion. "
+                        "Please reduce the number of tokens in the input messages or the completion to fit within the "
+                        "limit.")
+VLLM_CONTEXT_ERROR = ("This model's maximum context length is {n} tokens. However, you requested {t} tokens ({p} in the "
+                      "messages, {m} in the completion). Please reduce the length of the messages or completion.")
 FAULTS = ("500", "502", "429", "429-no-retry-after", "reset", "stall", "malformed", "empty_choices",
           "truncated_body")
 
@@ -34,12 +51,26 @@ def default_responder(body: dict[str, Any]) -> Reply:
     return Reply()
 
 
+def is_synthesis(body: dict[str, Any]) -> bool:
+    """A PaCoRe synthesis call: its last turn opens with the synthesis prompt."""
+    content = body["messages"][-1]["content"]
+    first = content if isinstance(content, str) else next((p["text"] for p in content if p["type"] == "text"), "")
+    return first.startswith(SYNTHESIS_HEAD)
+
+
 @dataclass
 class ChatServer:
     responder: Callable[[dict[str, Any]], Reply] = default_responder
     # (body, attempt number for this (seed, prompt)) -> fault name or None
     faults: Callable[[dict[str, Any], int], str | None] | None = None
     latency: float = 0.0
+    sigma: float = 0.0  # > 0: each call's latency is lognormal with median `latency` (a seeded draw)
+    pad_reasoning: int = 0  # characters of reasoning_content added to every reply
+    max_model_len: int | None = None
+    bytes_per_token: int = 4
+    context_error: str = "sglang"
+    tokenize: bool = False
+    report_context: bool = True  # max_model_len in /models
     stall_seconds: float = 30.0
     api_key: str | None = None
     host: str = "127.0.0.1"
@@ -47,6 +78,9 @@ class ChatServer:
     received: list[dict[str, Any]] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
     completions: int = 0  # successful answers sent
+    context_rejections: int = 0
+    calls: list[tuple[float, float, bool]] = field(default_factory=list)  # (start, end, synthesis?) answered
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> ChatServer:
@@ -118,31 +152,79 @@ class ChatServer:
             await self._send(writer, 401, b'{"error": {"message": "bad key"}}')
             return True
         if method == "GET" and path.endswith("/models"):
-            await self._send(writer, 200, b'{"object": "list", "data": [{"id": "test-model"}]}')
+            model: dict[str, Any] = {"id": "test-model"}
+            if self.max_model_len and self.report_context:
+                model["max_model_len"] = self.max_model_len
+            await self._send(writer, 200, json.dumps({"object": "list", "data": [model]}).encode())
+            return True
+        if method == "GET" and path.endswith("/stats"):
+            await self._send(writer, 200, json.dumps(self.stats()).encode())
+            return True
+        if method == "POST" and path == "/tokenize" and self.tokenize:
+            count = self.prompt_tokens(json.loads(raw))
+            await self._send(writer, 200, json.dumps({"count": count, "max_model_len": self.max_model_len}).encode())
             return True
         if method != "POST" or not path.endswith("/chat/completions"):
             await self._send(writer, 404, b'{"error": "not found"}')
             return True
         body = json.loads(raw)
+        if self.max_model_len and self.over_context(body):
+            self.context_rejections += 1
+            p, m = self.prompt_tokens(body), body.get("max_tokens") or 0
+            words = SGLANG_CONTEXT_ERROR if self.context_error == "sglang" else VLLM_CONTEXT_ERROR
+            error = {"object": "error", "message": words.format(n=self.max_model_len, t=p + m, p=p, m=m),
+                     "type": "BadRequestError", "param": None, "code": 400}
+            await self._send(writer, 400, json.dumps(error).encode())
+            return True
+        started = time.time()
         ident = json.dumps([body.get("seed"), body.get("messages")], sort_keys=True)
         self.attempts[ident] += 1
         self.received.append(body)
         fault = self.faults(body, self.attempts[ident]) if self.faults else None
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self.latency * math.exp(self.sigma * self.rng.gauss(0, 1)) if self.sigma else self.latency)
         if fault:
             return await self._fault(fault, writer)
         reply = self.responder(body)
         self.completions += 1
+        if self.max_model_len:
+            reply.prompt_tokens = self.prompt_tokens(body)
         message = {"role": "assistant", "content": reply.content}
-        if reply.reasoning_content is not None:
-            message["reasoning_content"] = reply.reasoning_content
+        if reply.reasoning_content is not None or self.pad_reasoning:
+            message["reasoning_content"] = (reply.reasoning_content or "") + "r" * self.pad_reasoning
         payload = {"id": "cmpl-test", "object": "chat.completion", "model": body.get("model"),
                    "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
                    "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                              "total_tokens": reply.prompt_tokens + reply.completion_tokens}}
         await self._send(writer, 200, json.dumps(payload).encode())
+        self.calls.append((started, time.time(), is_synthesis(body)))
         return True
+
+    # ---- the context, as SGLang keeps it ----------------------------------------------------
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        total = 0
+        for m in body.get("messages", []):
+            parts = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
+            text = sum(len(p["text"].encode()) for p in parts if p.get("type") == "text")
+            total += -(-text // self.bytes_per_token) + 4 + 100 * sum(p.get("type") == "image_url" for p in parts)
+        return total
+
+    def over_context(self, body: dict[str, Any]) -> bool:
+        assert self.max_model_len
+        return self.prompt_tokens(body) + (body.get("max_tokens") or 0) > self.max_model_len
+
+    # ---- what a benchmark reads ---------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Answered calls: seconds spent serving them, the window from the first arrival to the last
+        answer, and when the last plain call and the first synthesis ended (wall clock)."""
+        if not self.calls:
+            return {"calls": 0}
+        plain = [end for _, end, synthesis in self.calls if not synthesis]
+        synth = [end for _, end, synthesis in self.calls if synthesis]
+        return {"calls": len(self.calls), "busy_seconds": sum(end - start for start, end, _ in self.calls),
+                "first_arrival": min(start for start, _, _ in self.calls),
+                "last_answer": max(end for _, end, _ in self.calls),
+                "last_plain_answer": max(plain, default=None), "first_synthesis_answer": min(synth, default=None)}
 
     async def _fault(self, fault: str, writer: asyncio.StreamWriter) -> bool:
         if fault in ("500", "502"):
@@ -172,9 +254,12 @@ class ChatServer:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--sigma", type=float, default=0.0, help="lognormal sigma of the latency (median --latency)")
+    p.add_argument("--pad-reasoning", type=int, default=0, help="characters of reasoning added to every reply")
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args()
-    server = ChatServer(latency=args.latency, port=args.port).start()
+    server = ChatServer(latency=args.latency, sigma=args.sigma, pad_reasoning=args.pad_reasoning,
+                        port=args.port).start()
     print(server.url, flush=True)
     threading.Event().wait()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,9 @@ from evals.modes import (
     trajectory_seed, wrap_mode,
 )
 from evals.runner import request_seed
-from evals.types import GenParams, Image, Message, Request, Response, RunSpec, Text, Usage, UserError
+from evals.types import (
+    GenParams, Image, Message, Request, Response, RunSpec, Text, Usage, UserError, messages_digest,
+)
 
 SYNTHESIS_HEAD = "You are given a problem and a list of reference responses."
 
@@ -178,10 +181,10 @@ def pacore(inner, widths: list[int], **spec_fields) -> PaCoRe:
     return adapter
 
 
-def test_widths_32_4_make_32_then_4_then_1_calls_per_sample_each_round_in_one_batch():
+def test_widths_32_4_make_32_then_4_then_1_calls_per_sample_and_rounds_schedule_sends_a_round_at_once():
     inner = RecordingAdapter(answer_by_seed)
     finals: list[Response] = []
-    out = pacore(inner, [32, 4]).generate(requests_for(3), finals.append)
+    out = pacore(inner, [32, 4], adapter_options={"pacore_schedule": "rounds"}).generate(requests_for(3), finals.append)
     assert [len(b) for b in inner.batches] == [32 * 3, 4 * 3, 1 * 3]  # a round goes out all at once
     for batch, width in zip(inner.batches, (32, 4, 1)):
         assert Counter(r.sample_id for r in batch) == {"s0": width, "s1": width, "s2": width}
@@ -190,6 +193,28 @@ def test_widths_32_4_make_32_then_4_then_1_calls_per_sample_each_round_in_one_ba
     assert [t["width"] for t in trace] == [32, 4, 1] and [len(t["replies"]) for t in trace] == [32, 4, 1]
     assert out[0].meta["pacore"]["calls"] == 37
     assert out[0].usage == Usage(37 * 100, 37 * 10)  # summed over every round
+
+
+def test_pipeline_sends_waves_of_concurrency_calls_later_rounds_first_and_the_same_calls_as_rounds():
+    events: list[str] = []
+
+    def answer(req: Request) -> Response:
+        events.append(req.key)
+        return answer_by_seed(req)
+
+    piped = RecordingAdapter(answer)
+    out = pacore(piped, [32, 4], concurrency=40).generate(requests_for(3), lambda r: events.append("final " + r.key))
+    assert all(len(b) <= 40 for b in piped.batches)
+    # wave 1: s0's 32 calls, then s1's first 8; wave 2: s0's 4 syntheses first, then the rest of round 0
+    assert [r.sample_id for r in piped.batches[0]] == ["s0"] * 32 + ["s1"] * 8
+    assert [r.key for r in piped.batches[1][:4]] == [f"s0#0/r1/t{i}" for i in range(4)]
+    assert events.index("final s0#0") < max(i for i, e in enumerate(events) if e.startswith("s2#0/r0/"))
+    barrier = RecordingAdapter(answer_by_seed)
+    rounds = pacore(barrier, [32, 4], adapter_options={"pacore_schedule": "rounds"}).generate(requests_for(3))
+    key = lambda r: (r.key, r.params.seed, r.params.max_tokens, messages_digest(r.messages))  # noqa: E731
+    assert sorted(key(r) for b in piped.batches for r in b) == sorted(key(r) for b in barrier.batches for r in b)
+    assert [(o.key, o.text, o.trace, o.meta, o.usage) for o in out] == [
+        (o.key, o.text, o.trace, o.meta, o.usage) for o in rounds]
 
 
 def test_trajectory_seeds_are_distinct_and_reproducible():
@@ -308,7 +333,7 @@ def test_sub_calls_are_cached_in_the_run_dir_and_not_sent_again(tmp_path: Path):
     second = pacore(again, [4])
     second.attach(tmp_path)
     out2 = second.generate(requests_for(2))
-    assert again.batches == [[], []] and second.sent == 0
+    assert again.batches == [] and second.sent == 0
     assert [o.text for o in out2] == [o.text for o in out1]
     assert all(r["cached"] for t in out2[0].trace for r in t["replies"])
 
@@ -592,3 +617,40 @@ def test_pacore_mmmu_run_on_the_tiny_hf_model_through_the_cli(tmp_path: Path, an
     assert len(records) == 4 and all(len(r["response"]["trace"]) == 2 for r in records)
     res = json.loads((run_dir / "results.json").read_text())
     assert res["status"] == "complete" and res["counts"]["mean_tokens_per_request"] > 0
+
+
+def without_timing(responses: list[Response]) -> list[tuple]:
+    out = []
+    for r in responses:
+        trace = [{**t, "replies": [{k: v for k, v in x.items() if k != "latency"} for x in t["replies"]]}
+                 for t in r.trace]
+        out.append((r.key, r.text, r.reasoning, r.finish_reason, r.usage, r.error, trace, r.meta))
+    return out
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("pool", [None, 5], ids=["independent", "pool"])
+def test_pipeline_in_waves_over_the_hf_adapter_gives_the_barriers_answers(tmp_path: Path, answering_vlm: Path,
+                                                                           pool: int | None):
+    """hf takes a list: the pipeline hands it waves of `--concurrency` ready calls (here 4, so the
+    rounds of different problems share waves); sampling is seeded per request, so the answers are
+    the barrier's."""
+    from evals.runner import build_requests
+    from model_adapters.hf import HFAdapter
+    from tasks.mmmu import MMMU
+
+    samples = MMMU().load(str(write_mmmu(tmp_path)), "dev", None)
+    spec = RunSpec(task="mmmu", model=f"hf/{answering_vlm}", mode="pacore", pacore_widths=[3], repeats=2,
+                   pacore_pool=pool, params=GenParams(max_tokens=12), concurrency=4,
+                   adapter_options={"batch_size": 4})
+    spy = BatchSpy(HFAdapter(str(answering_vlm), spec))
+    requests = build_requests(samples, spec)
+    piped = wrap_mode(spy, spec).generate(requests)
+    waves = list(spy.batches)
+    spy.batches.clear()
+    barrier = wrap_mode(spy, replace(spec, adapter_options={"batch_size": 4, "pacore_schedule": "rounds"}))
+    rounds = barrier.generate(requests)
+    assert all(len(w) <= 4 for w in waves) and len(spy.batches) == 2  # waves vs one generate() per round
+    assert any(len({r.key.split("/")[1] for r in w}) > 1 for w in waves)  # a wave mixes rounds
+    assert all(o.error is None for o in piped)
+    assert without_timing(piped) == without_timing(rounds)
