@@ -264,13 +264,32 @@ def test_breakdowns_list_every_category_of_every_run(fixture_runs, report):
                 assert f'data-sort="{cat}">{cat}</th>' in html
 
 
-def test_compute_chart_has_a_point_per_run_and_squares_for_pacore(report):
+def test_compute_chart_has_a_point_per_run_with_tokens_and_squares_for_pacore(report):
     html = report["html"].read_text()
     svgs = re.findall(r"<svg .*?</svg>", html, re.DOTALL)
     assert len(svgs) == 2  # AIME 2025 and the fixture task
     aime = next(s for s in svgs if "AIME 2025" in s)
-    assert aime.count("<g class=\"pt\">") == 3 and aime.count("<rect x=") == 2  # background + one PaCoRe square
+    assert aime.count("<g class=\"pt\">") == 2 and aime.count("<rect x=") == 2  # background + one PaCoRe square
     assert "mock/alpha · PaCoRe [2]: " in aime and "tokens/request" in aime
+    # a replay saved no token counts: drawn at x = 0 it would be a point with no data, so it is named instead
+    assert "replay:" not in aime
+    assert re.search(r"<li>AIME 2025: not drawn: replay:aime_preds\.json · SeRe \(no token counts saved; "
+                     r"replayed predictions carry none\)\.</li>", html)
+
+
+def test_a_task_whose_runs_saved_no_token_counts_gets_no_chart_and_says_why(tmp_path):
+    from conftest import shared_data
+
+    data = shared_data("mathvision", "data", "testmini.jsonl")
+    runs = [str(run_spec(tmp_path, "mathvision", f"replay:{shared_data('mathvision', 'outputs', name)}", data))
+            for name in ("Gemini-Pro-CoT.jsonl", "Qwen-VL-Plus.jsonl")]
+    out = tmp_path / "r.html"
+    build_report(runs, html=str(out), with_samples=False)
+    html = out.read_text()
+    assert "<svg" not in html
+    assert "No chart: no run saved token counts." in html
+    assert ("MathVision: no chart, as none of its 2 runs saved token counts; replayed predictions carry none."
+            in html)
 
 
 # ---- escaping -------------------------------------------------------------------------------------
