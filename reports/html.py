@@ -40,7 +40,9 @@ def rate(x: float) -> str:
 
 
 def environment() -> Environment:
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    env.filters["short_model"] = short_model
+    return env
 
 
 def page_script() -> tuple[Markup, str]:

@@ -119,10 +119,14 @@ FIRST_SCREEN = """(function () {
 
 
 @pytest.fixture(scope="module")
-def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("demo_page")
-    html = make_demo(root)
-    with Browser(root / "profile", width=WIDTH, height=900) as browser:
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_demo(tmp_path_factory.mktemp("demo_page"))
+
+
+@pytest.fixture(scope="module")
+def demo_page(demo_report: Path) -> Any:
+    html = demo_report
+    with Browser(html.parent / "profile", width=WIDTH, height=900) as browser:
         browser.open(html.as_uri())
         browser.eval(EXPLORER_DRAWN)
         yield browser
@@ -162,3 +166,35 @@ def test_breakdown_bars_are_drawn_to_scale(demo_page):
     for value, fill, track, color in widths:
         assert track > 50 and fill == pytest.approx(track * value / 100, abs=1.5)
         assert color not in ("rgba(0, 0, 0, 0)", "transparent")
+
+
+COLUMNS = """(function () {
+  var table = document.querySelector("table.changes"), heads = table.tHead.rows[0].cells;
+  return Array.prototype.map.call(table.tBodies[0].rows, function (row) {
+    return Array.prototype.map.call(row.cells, function (cell, i) {
+      return [heads[i].textContent, getComputedStyle(heads[i]).textAlign, getComputedStyle(cell).textAlign,
+              cell.textContent.trim()]; }); });
+})()"""
+
+
+def test_compare_page_aligns_its_headers_fills_its_columns_and_shows_the_paired_test(demo_report, tmp_path):
+    from conftest import cli
+
+    runs = {p.name.split("-")[1]: p for p in (demo_report.parent / "runs").glob("mathvision-*")}
+    page = tmp_path / "compare.html"
+    proc = cli("compare", str(runs["Gemini"]), str(runs["LLaVA"]), "--html", str(page))
+    assert proc.returncode == 0, proc.stderr
+    with Browser(tmp_path / "profile", width=WIDTH, height=900) as browser:
+        browser.open(page.as_uri())
+        rows = browser.eval(COLUMNS)
+        overflow = browser.eval(OVERFLOW)
+        test_line = browser.eval('document.querySelector("p.test").textContent')
+        print(f"screenshot: {browser.screenshot(tmp_path / 'compare.png')}")
+    assert len(rows) == 24 + 37  # Gemini -> LLaVA: 24 gained, 37 lost
+    for row in rows:
+        for head, head_align, cell_align, text in row:
+            assert head_align == cell_align, f"column {head!r}: header {head_align}, cells {cell_align}"
+            assert text, f"column {head!r} is empty"
+    for where, scroll_width, width in overflow:
+        assert scroll_width <= width, f"{where} scrolls sideways: {scroll_width} > {width}"
+    assert "B − A: -4.28 points" in test_line and "McNemar exact mid-p, two-sided p = 0.098" in test_line
