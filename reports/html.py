@@ -55,8 +55,8 @@ def page_script() -> tuple[Markup, str]:
 
 
 def compute_charts(columns: list[Column], runs: list[LoadedRun]) -> tuple[list[Chart], list[str]]:
-    """One chart per task with a run that saved token counts; and, for each run left off, why (a run
-    with no token counts would sit at x = 0, a point with no data)."""
+    """One chart per task with a run that saved token counts, and why each other run is left off: a
+    run without token counts would sit at x = 0, a point with no data."""
     charts, undrawn = [], []
     for col in columns:
         points, without = [], []
@@ -70,14 +70,21 @@ def compute_charts(columns: list[Column], runs: list[LoadedRun]) -> tuple[list[C
                 continue
             lo, hi = (m.get("ci") or [m["value"], m["value"]])[:2]
             series = short_model(run.result.spec.model) + (" (a script)" if run.scripted else "")
-            points.append(PointIn(series, run.label, run.result.spec.mode, tokens, 100 * m["value"], 100 * lo, 100 * hi))
+            points.append(PointIn(series, run.label, run.result.spec.mode, tokens, 100 * m["value"],
+                                  100 * lo, 100 * hi))
         if without:
-            why = "; replayed predictions carry none" if all(r.result.spec.model.startswith("replay:") for r in without) else ""
-            undrawn.append(f"{col.label}: not drawn: {', '.join(r.label for r in without)} (no token counts saved{why})"
-                           if points else f"{col.label}: no chart, as none of its {len(without)} runs saved token counts{why}")
+            undrawn.append(undrawn_note(col.label, without, drawn=bool(points)))
         if points:
             charts.append(build_chart(col.label, points))
     return charts, undrawn
+
+
+def undrawn_note(task: str, without: list[LoadedRun], drawn: bool) -> str:
+    why = "; replayed predictions carry none" if all(r.result.spec.model.startswith("replay:") for r in without) else ""
+    if drawn:
+        return f"{task}: not drawn: {', '.join(r.label for r in without)} (no token counts saved{why})"
+    runs = "its run" if len(without) == 1 else f"none of its {len(without)} runs"
+    return f"{task}: no chart, as {runs} saved {'no ' if len(without) == 1 else ''}token counts{why}"
 
 
 def run_pairs(runs: list[LoadedRun]) -> list[TaskComparison]:
@@ -99,7 +106,8 @@ def render_html(rows: list[Row], runs: list[LoadedRun], published: dict[str, Any
         "title": title,
         "columns": columns,
         # a script's rows (the mock tool) after the published ones: real models lead the page
-        "board": [r for r in board if not r.scripted] + published_rows(columns, published) + [r for r in board if r.scripted],
+        "board": ([r for r in board if not r.scripted] + published_rows(columns, published)
+                  + [r for r in board if r.scripted]),
         "no_delta": [(r.label, col.label, cell.delta_note) for r in board for col, cell in zip(columns, r.cells)
                      if cell.delta_note],
         "rate_notes": [(r.label, col.label, note) for r in board for col, cell in zip(columns, r.cells)

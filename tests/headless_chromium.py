@@ -1,7 +1,8 @@
 """Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: the
 browser reads commands on fd 3 and writes answers on fd 4, each a JSON text ended by a NUL), so a
-test can measure a page as a reader sees it (layout widths, what the first screen shows) with no
-package beyond the standard library. The DevTools protocol evaluates outside the page's CSP.
+test can measure a page as a reader sees it (layout widths, what the first screen shows) and a
+benchmark can time it (benchmarks/report_render.py), with no package beyond the standard library.
+The DevTools protocol evaluates outside the page's CSP.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import fcntl
 import json
 import os
+import select
 import subprocess
 import time
 from pathlib import Path
@@ -50,7 +52,7 @@ class Browser:
 
     def _read_message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
+            if not select.select([self._from_chrome], [], [], max(0.0, deadline - time.monotonic()))[0]:
                 raise TimeoutError("Chromium did not answer in time")
             chunk = os.read(self._from_chrome, 1 << 16)
             if not chunk:
@@ -82,9 +84,14 @@ class Browser:
                     return self.events.pop(i)
             self.events.append(self._read_message(deadline))
 
-    def open(self, url: str) -> None:
+    def navigate(self, url: str) -> None:
+        """Start loading `url` and return at once (a caller that times the page polls it)."""
         self.events.clear()
         self.send("Page.navigate", session=True, url=url)
+
+    def open(self, url: str) -> None:
+        """Load `url` and wait for its load event."""
+        self.navigate(url)
         self.wait_event("Page.loadEventFired")
 
     def eval(self, expression: str) -> Any:
