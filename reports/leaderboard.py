@@ -267,7 +267,7 @@ def published_rows(columns: list[Column], published: dict[str, Any]) -> list[Boa
 
 
 def ordered_runs(runs: list[LoadedRun], task: str) -> list[LoadedRun]:
-    return sorted((r for r in runs if r.task == task), key=lambda r: r.label.lower())
+    return sorted((r for r in runs if r.task == task), key=lambda r: (r.scripted, r.label.lower()))  # a script last
 
 
 def metric_table(task: str, runs: list[LoadedRun]) -> Table:
