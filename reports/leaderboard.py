@@ -178,7 +178,7 @@ def high_rates(run: LoadedRun) -> list[tuple[str, float, str]]:
     n = int(c.get("requests") or 0)
     shares = [(name, int(c.get(name) or 0) / n if n else 0.0, threshold, meaning)
               for name, threshold, meaning in RATE_FLAGS]
-    return [(name, share, meaning) for name, share, threshold, meaning in shares if share and share >= threshold]
+    return [(name, share, meaning) for name, share, threshold, meaning in shares if share >= threshold]
 
 
 def flag_rates(cell: Cell, runs: list[LoadedRun]) -> None:
