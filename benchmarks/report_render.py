@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
-import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -45,6 +44,8 @@ from evals.types import (
     Usage,
 )
 from reports import build_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/headless_chromium.py
 
 TASKS = ("mmbench_en", "mmmu", "mathvision", "aime2025")
 MODELS = (("openai/step3-vl", "sere", 0.78), ("openai/step3-vl", "pacore", 0.82), ("openai/baseline-8b", "sere", 0.7))
@@ -98,59 +99,6 @@ def make_run(out: Path, task: str, model: str, mode: str, skill: float, n: int, 
     store.write_json_atomic(run_dir / store.RESULTS, asdict(result))
 
 
-class DevTools:
-    """Headless Chromium driven over `--remote-debugging-pipe` (the DevTools protocol as NUL-ended
-    JSON on fds 3 and 4): no websocket library, no network."""
-
-    def __init__(self, chromium: Path, profile: Path):
-        to_chrome, self.write_fd = os.pipe()
-        self.read_fd, from_chrome = os.pipe()
-
-        def child_fds() -> None:  # Chromium reads fd 3 and writes fd 4 (dup2 onto a new fd: inheritable)
-            reading, writing = os.dup(to_chrome), os.dup(from_chrome)
-            os.dup2(reading, 3)
-            os.dup2(writing, 4)
-
-        self.proc = subprocess.Popen([str(chromium), "--headless", "--no-sandbox", "--disable-gpu",
-                                      "--disable-background-networking", "--disable-component-update",
-                                      "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                                      "--window-size=1200,900", "--remote-debugging-pipe", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=child_fds,
-                                     close_fds=False)
-        os.close(to_chrome)
-        os.close(from_chrome)
-        self.buffer = b""
-        self.next_id = 0
-
-    def call(self, method: str, session: str | None = None, **params: object) -> dict:
-        self.next_id += 1
-        message: dict = {"id": self.next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self.write_fd, json.dumps(message).encode() + b"\0")
-        while True:
-            while b"\0" not in self.buffer:
-                chunk = os.read(self.read_fd, 1 << 20)
-                if not chunk:
-                    raise RuntimeError("chromium closed the DevTools pipe")
-                self.buffer += chunk
-            raw, self.buffer = self.buffer.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close")
-        except (RuntimeError, OSError):
-            pass
-        self.proc.wait(30)
-        os.close(self.write_fd)
-        os.close(self.read_fd)
-
-
 READY_PROBE = ("(function () { var l = document.getElementById('sample-list');"
                " var ms = l && l.getAttribute('data-ready-ms');"
                " return ms ? [Number(ms), document.querySelectorAll('article').length] : null; })()")
@@ -162,28 +110,23 @@ def browser_seconds(html: Path, profile: Path, tries: int = 3) -> tuple[float, f
     `data-ready-ms`; the same seen from here, navigation request to the mark polled every 20 ms;
     the sample cards on the page: a page that did not render would show none). Chromium's start is
     not counted: it is the same for any page."""
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
+    from headless_chromium import CHROMIUM, Browser
+
+    if not CHROMIUM.exists():
         return None
-    tools = DevTools(chromium, profile)
     best_ready, best_wall, shown = float("inf"), float("inf"), 0
-    try:
+    with Browser(profile, width=1200, height=900) as tools:
         for _ in range(tries):
-            target = tools.call("Target.createTarget", url="about:blank")["targetId"]
-            session = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            tools.open("about:blank")  # the same URL again would be a same-document (hash) navigation
             started = time.perf_counter()
-            tools.call("Page.navigate", session, url=html.as_uri() + "#samples:verdict=wrong&page=3")
+            tools.navigate(html.as_uri() + "#samples:verdict=wrong&page=3")
             while time.perf_counter() - started < 120:
-                found = tools.call("Runtime.evaluate", session, expression=READY_PROBE, returnByValue=True)
-                value = found.get("result", {}).get("value")
+                value = tools.eval(READY_PROBE)
                 if value:
                     best_wall = min(best_wall, time.perf_counter() - started)
                     best_ready, shown = min(best_ready, value[0] / 1000), value[1]
                     break
                 time.sleep(0.02)
-            tools.call("Target.closeTarget", targetId=target)
-    finally:
-        tools.close()
     return best_ready, best_wall, shown
 
 

@@ -340,6 +340,13 @@ def paired_bootstrap_test(base: list[float], cur: list[float]) -> DiffEstimate:
     return DiffEstimate("paired bootstrap", float(d.mean()), ci, p_drop, p_gain, se)
 
 
+def paired_test(base: list[float], cur: list[float], one_sample_each: bool) -> DiffEstimate:
+    """The paired test of cur - base over the same questions: McNemar when every outcome is 0/1 from
+    one sample per question, else the paired bootstrap (avg@k rates)."""
+    binary = one_sample_each and all(v in (0.0, 1.0) for v in base + cur)
+    return mcnemar_test(base, cur) if binary else paired_bootstrap_test(base, cur)
+
+
 def unpaired_test(base: TaskRun, cur: TaskRun) -> DiffEstimate:
     diff = cur.value - base.value
     if base.method == cur.method == "wilson":
@@ -383,8 +390,7 @@ def compare_task(base: TaskRun, cur: TaskRun, tolerance: float, alpha: float) ->
     if ids:
         b = [base.outcomes[i] for i in ids]  # type: ignore[index]
         c = [cur.outcomes[i] for i in ids]  # type: ignore[index]
-        binary = base.k == cur.k == 1 and all(v in (0.0, 1.0) for v in b + c)
-        est = mcnemar_test(b, c) if binary else paired_bootstrap_test(b, c)
+        est = paired_test(b, c, base.k == cur.k == 1)
         values, n = (sum(b) / len(b), sum(c) / len(c)), len(ids)
     else:
         est, values, n = unpaired_test(base, cur), (base.value, cur.value), min(base.n, cur.n)

@@ -49,7 +49,6 @@ class Chart:
     yticks: list[tuple[float, str]] = field(default_factory=list)
     xlabel: str = "mean completion tokens per request"
     legend: list[tuple[str, str]] = field(default_factory=list)  # (series, color)
-    note: str = ""
 
 
 def nice_step(span: float, count: int = 5) -> float:
@@ -122,6 +121,4 @@ def build_chart(title: str, points: list[PointIn]) -> Chart:
     else:
         chart.xticks = [(px(t), tick_text(t)) for t in linear_ticks(xlo, xhi)]
     chart.yticks = [(py(t), f"{t:g}") for t in linear_ticks(ylo, yhi)]
-    if all(p.tokens == 0 for p in points):
-        chart.note = "no token counts were saved (e.g. replayed predictions)"
     return chart

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evals import store
+from evals.gate import DiffEstimate, paired_test
 from evals.types import RunResult, UserError
 
 HEADLINE = "accuracy"
@@ -29,6 +30,7 @@ ORDER = {"lost": 0, "gained": 1, "same": 2, "both right": 3, "both wrong": 4}
 PROMPT_CHARS = 200
 SHARED_INSTRUCTION_CHARS = 20  # a prefix or suffix all prompts share, this long or longer, is the task's instruction
 ANSWER_CHARS = 160
+ALPHA = 0.05
 
 
 @dataclass
@@ -64,10 +66,26 @@ class TaskComparison:
     only_a: int = 0
     only_b: int = 0
     notes: list[str] = field(default_factory=list)
+    test: DiffEstimate | None = None  # the gate's paired test of B - A over the paired questions
 
     @property
     def changed(self) -> list[Question]:
         return [q for q in self.questions if q.change in ("gained", "lost")]
+
+    @property
+    def p_two_sided(self) -> float:
+        """Twice the smaller one-sided p (the gate tests one side; a comparison asks about either)."""
+        return min(1.0, 2 * min(self.test.p_drop, self.test.p_gain)) if self.test else 1.0
+
+    def test_line(self) -> str:
+        """The difference with its paired test, in words: what the gained/lost counts amount to."""
+        if self.test is None:
+            return "no paired question: no test"
+        t, p = self.test, self.p_two_sided
+        verdict = "significant" if p < ALPHA else "not significant"
+        return (f"B − A: {100 * t.diff:+.2f} points (95% CI {100 * t.ci[0]:+.2f} to {100 * t.ci[1]:+.2f}) over "
+                f"{len(self.questions)} paired questions; {t.name}, two-sided p = {p:.3g}: {verdict} at the "
+                f"{ALPHA:.0%} level")
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -192,6 +210,9 @@ def compare_task(run_a: tuple[Path, RunResult, list[dict[str, Any]]],
                                   target_text(first.get("target")), side(a, recs_a), side(b, recs_b)))
     questions.sort(key=lambda q: (natural_key(q.category), ORDER[q.change], natural_key(q.unit)))
     counts = {c: sum(q.change == c for q in questions) for c in CHANGES}
+    units = sorted(shared)
+    test = paired_test([qa[u][0] for u in units], [qb[u][0] for u in units],
+                       result_a.spec.repeats == result_b.spec.repeats == 1) if units else None
     notes = []
     if result_a.spec.repeats != result_b.spec.repeats:
         notes.append(f"repeats differ (k {result_a.spec.repeats} vs {result_b.spec.repeats}): rates are compared")
@@ -202,7 +223,7 @@ def compare_task(run_a: tuple[Path, RunResult, list[dict[str, Any]]],
             notes.append(f"run {name} ({result.run_id}) is {result.status}: only the requests it saved are compared")
     return TaskComparison(result_a.spec.task, result_a.run_id, result_b.run_id, result_a.spec.model,
                           result_b.spec.model, cat, counts, questions, len(set(qa) - set(qb)),
-                          len(set(qb) - set(qa)), notes)
+                          len(set(qb) - set(qa)), notes, test)
 
 
 def load_result(run_dir: Path) -> RunResult:

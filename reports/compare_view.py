@@ -41,6 +41,7 @@ def print_compare(comparisons: list[TaskComparison], all_questions: bool = False
     for c in comparisons:
         console.print(Text(f"\n{c.task}: A {c.run_a} ({c.model_a}) -> B {c.run_b} ({c.model_b})", style="bold"))
         console.print(Text(f"{counts_line(c)}" + (f"; sorted by {c.category_field}" if c.category_field else "")))
+        console.print(Text(c.test_line()))
         for note in c.notes:
             console.print(Text(f"note: {note}"))
         for q in c.questions if all_questions else c.changed:

@@ -152,7 +152,7 @@ def run_view(run: LoadedRun, limit: int, images: dict[str, str | None], image_di
         image_dirs.setdefault(digest, run.path)
     rules = sorted({s["rule"] for s in samples if s["rule"]})
     return {"anchor": run.anchor, "run": run.result.run_id, "label": run.label, "task": run.task,
-            "cats": cats, "rules": rules, "prompts": prompts, "samples": samples}
+            "scripted": run.scripted, "cats": cats, "rules": rules, "prompts": prompts, "samples": samples}
 
 
 def thumbnail_b64(source: Path | bytes, side: int = THUMB_SIDE) -> str:

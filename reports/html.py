@@ -40,7 +40,9 @@ def rate(x: float) -> str:
 
 
 def environment() -> Environment:
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    env.filters["short_model"] = short_model
+    return env
 
 
 def page_script() -> tuple[Markup, str]:
@@ -52,20 +54,37 @@ def page_script() -> tuple[Markup, str]:
     return Markup(text), f"sha256-{digest}"
 
 
-def compute_charts(columns: list[Column], runs: list[LoadedRun]) -> list[Chart]:
-    charts = []
+def compute_charts(columns: list[Column], runs: list[LoadedRun]) -> tuple[list[Chart], list[str]]:
+    """One chart per task with a run that saved token counts, and why each other run is left off: a
+    run without token counts would sit at x = 0, a point with no data."""
+    charts, undrawn = [], []
     for col in columns:
-        points = []
+        points, without = [], []
         for run in runs:
             m = run.result.metrics.get("accuracy")
             if run.task != col.task or not is_metric(m):
                 continue
+            tokens = mean_tokens(run, "completion_tokens")
+            if tokens <= 0:
+                without.append(run)
+                continue
             lo, hi = (m.get("ci") or [m["value"], m["value"]])[:2]
-            points.append(PointIn(short_model(run.result.spec.model), run.label, run.result.spec.mode,
-                                  mean_tokens(run, "completion_tokens"), 100 * m["value"], 100 * lo, 100 * hi))
+            series = short_model(run.result.spec.model) + (" (a script)" if run.scripted else "")
+            points.append(PointIn(series, run.label, run.result.spec.mode, tokens, 100 * m["value"],
+                                  100 * lo, 100 * hi))
+        if without:
+            undrawn.append(undrawn_note(col.label, without, drawn=bool(points)))
         if points:
             charts.append(build_chart(col.label, points))
-    return charts
+    return charts, undrawn
+
+
+def undrawn_note(task: str, without: list[LoadedRun], drawn: bool) -> str:
+    why = "; replayed predictions carry none" if all(r.result.spec.model.startswith("replay:") for r in without) else ""
+    if drawn:
+        return f"{task}: not drawn: {', '.join(r.label for r in without)} (no token counts saved{why})"
+    runs = "its run" if len(without) == 1 else f"none of its {len(without)} runs"
+    return f"{task}: no chart, as {runs} saved {'no ' if len(without) == 1 else ''}token counts{why}"
 
 
 def run_pairs(runs: list[LoadedRun]) -> list[TaskComparison]:
@@ -82,15 +101,21 @@ def render_html(rows: list[Row], runs: list[LoadedRun], published: dict[str, Any
     columns = columns_for(runs, published)
     views, thumbs = explorer_data(runs, max_chars) if with_samples else ([], {})
     board = board_rows(rows, columns, published)
+    charts, undrawn = compute_charts(columns, runs)
     context = {
         "title": title,
         "columns": columns,
-        "board": board + published_rows(columns, published),
+        # a script's rows (the mock tool) after the published ones: real models lead the page
+        "board": ([r for r in board if not r.scripted] + published_rows(columns, published)
+                  + [r for r in board if r.scripted]),
         "no_delta": [(r.label, col.label, cell.delta_note) for r in board for col, cell in zip(columns, r.cells)
                      if cell.delta_note],
+        "rate_notes": [(r.label, col.label, note) for r in board for col, cell in zip(columns, r.cells)
+                       if not col.parts for note in cell.rate_notes],
         "published": published,
         "task_tables": task_tables(columns, runs),
-        "charts": compute_charts(columns, runs),
+        "charts": charts,
+        "undrawn": undrawn,
         "rates": [run_rates(r) for r in runs],
         "superseded": [r for row in rows for r in row.superseded],
         "views": [(v, packed_json(v)) for v in views],

@@ -18,6 +18,15 @@ TASK_ORDER = ("mmbench_en", "mmbench_cn", "mmmu", "mathvision", "aime2025")
 HEADLINE = "accuracy"
 # The report's headline MMBench number is the mean of EN and CN: a derived column, never saved data.
 MEAN_COLUMNS = {"mmbench_mean": ("MMBench EN+CN", ("mmbench_en", "mmbench_cn"))}
+# A share of a run's requests at or above which a count changes how far its score can be trusted:
+# the score's cell carries a flag, and the runs table marks the rate. (count, threshold, what it means)
+RATE_FLAGS = (
+    ("errors", 0.01, "failed after their retries and are not scored"),
+    ("truncated", 0.05, "were cut off before an answer and are scored wrong"),
+    ("unparsed", 0.10, "had no answer the task's rules could extract"),
+    ("fallback", 0.10, "were read by the fallback rule, not the task's answer format"),
+    ("judge", 0.10, "were decided by an LLM judge"),
+)
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Cell:
     flags: list[str] = field(default_factory=list)
     delta: str = ""
     delta_note: str = ""  # why no Δ is shown beside a published number
+    rate_notes: list[str] = field(default_factory=list)  # what its rate flags mean, for the caveats
     anchor: str = ""  # id of the run in the report, for links
 
 
@@ -48,6 +58,7 @@ class BoardRow:
     mode: str | None
     cells: list[Cell]
     note: str = ""
+    scripted: bool = False  # the mock tool's row: a pipeline check, not a model
 
 
 @dataclass
@@ -70,9 +81,11 @@ class RunRates:
     settings: str
     requests: int
     rates: dict[str, str]  # name -> "1.23%"
+    flagged: list[str]  # the names whose rate reaches RATE_FLAGS' threshold
     mean_prompt_tokens: float
     mean_completion_tokens: float
     duration: str
+    scripted: bool = False
 
 
 def load_published(path: Path = PUBLISHED_FILE) -> dict[str, Any]:
@@ -159,6 +172,24 @@ def set_delta(cell: Cell, reference: float | None, mismatch: str) -> None:
         cell.delta = f"{cell.value - reference:+.2f}"
 
 
+def high_rates(run: LoadedRun) -> list[tuple[str, float, str]]:
+    """(count, share of the run's requests, what it means) for each count that reaches its threshold."""
+    c = run.result.counts
+    n = int(c.get("requests") or 0)
+    shares = [(name, int(c.get(name) or 0) / n if n else 0.0, threshold, meaning)
+              for name, threshold, meaning in RATE_FLAGS]
+    return [(name, share, meaning) for name, share, threshold, meaning in shares if share >= threshold]
+
+
+def flag_rates(cell: Cell, runs: list[LoadedRun]) -> None:
+    """Beside a score, the rates that qualify it (a 62% fallback rate), with why in its tooltip."""
+    for run in runs:
+        for name, share, meaning in high_rates(run):
+            cell.flags.append(f"{name} {share:.0%}")
+            cell.rate_notes.append(f"{share:.2%} of the requests {meaning}")
+            cell.title += f"; {cell.rate_notes[-1]}"
+
+
 def run_cell(run: LoadedRun, reference: float | None, mismatch: str = "") -> Cell:
     m = run.result.metrics.get(HEADLINE)
     if not is_metric(m):
@@ -171,6 +202,7 @@ def run_cell(run: LoadedRun, reference: float | None, mismatch: str = "") -> Cel
         cell.flags.append(run.result.status)
     if run.result.spec.limit:
         cell.flags.append(f"limit {run.result.spec.limit}")
+    flag_rates(cell, [run])
     set_delta(cell, reference, mismatch)
     return cell
 
@@ -193,6 +225,7 @@ def mean_of_runs(runs: list[LoadedRun | None], reference: float | None, mismatch
     n = sum(int(m["n"]) for m in ms)  # type: ignore[index]
     cell = metric_cell({"value": value, "ci": [max(0.0, value - half), min(1.0, value + half)], "n": n,
                         "method": "mean of the parts, normal approximation"})
+    flag_rates(cell, [r for r in runs if r])
     set_delta(cell, reference, mismatch)
     return cell
 
@@ -217,7 +250,7 @@ def board_rows(rows: list[Row], columns: list[Column], published: dict[str, Any]
             run = row.runs.get(col.task)
             cells.append(run_cell(run, reference_score(published, row.mode, col.task), published_mismatch(run, published))
                          if run else Cell(None))
-        out.append(BoardRow(row.label, "run", row.mode, cells))
+        out.append(BoardRow(row.label, "run", row.mode, cells, scripted=row.scripted))
     return out
 
 
@@ -235,7 +268,7 @@ def published_rows(columns: list[Column], published: dict[str, Any]) -> list[Boa
 
 
 def ordered_runs(runs: list[LoadedRun], task: str) -> list[LoadedRun]:
-    return sorted((r for r in runs if r.task == task), key=lambda r: r.label.lower())
+    return sorted((r for r in runs if r.task == task), key=lambda r: (r.scripted, r.label.lower()))  # a script last
 
 
 def metric_table(task: str, runs: list[LoadedRun]) -> Table:
@@ -299,5 +332,7 @@ def run_rates(run: LoadedRun) -> RunRates:
     rates = {name: rate(int(c.get(key, 0)), n) for name, key in
              (("errors", "errors"), ("truncated", "truncated"), ("unparsed", "unparsed"),
               ("fallback", "fallback"), ("judge", "judge"))}
+    flagged = [name for name, _, _ in high_rates(run)]
     return RunRates(run.anchor, run.result.run_id, run.task, run.label, run.result.status, settings_summary(run), n, rates,
-                    mean_tokens(run, "prompt_tokens"), mean_tokens(run, "completion_tokens"), duration(run))
+                    flagged, mean_tokens(run, "prompt_tokens"), mean_tokens(run, "completion_tokens"), duration(run),
+                    run.scripted)

@@ -8,6 +8,7 @@ a column is one task.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from evals.types import RunResult, UserError
 ROW_FIELDS = ("model", "mode", "adapter_options", "system_prompt", "judge", "pacore_widths", "pacore_pool")
 # Spec fields that only tell two runs of the same task and configuration apart.
 VARIANT_FIELDS = ("params", "repeats", "limit", "seed", "data", "split", "task_options")
+# Adapters that answer from a script, not a model: their runs check a pipeline and their scores mean
+# nothing, so a report marks them and shows them last.
+SCRIPTED_PROVIDERS = ("mock",)
 
 
 @dataclass
@@ -33,6 +37,10 @@ class LoadedRun:
     @property
     def task(self) -> str:
         return self.result.spec.task
+
+    @property
+    def scripted(self) -> bool:
+        return is_scripted(self.result.spec.model)
 
     def load_records(self) -> list[dict[str, Any]]:
         if self.records is None:
@@ -50,6 +58,15 @@ class Row:
     mode: str
     runs: dict[str, LoadedRun] = field(default_factory=dict)
     superseded: list[LoadedRun] = field(default_factory=list)  # same settings, an earlier finish
+
+    @property
+    def scripted(self) -> bool:
+        return is_scripted(self.model)
+
+
+def is_scripted(model: str) -> bool:
+    """`mock`, `mock/alpha`: the scripted smoke-test tool, not a model."""
+    return re.split(r"[/:]", model, maxsplit=1)[0] in SCRIPTED_PROVIDERS
 
 
 def expand_run_dirs(paths: list[str]) -> list[Path]:
@@ -143,7 +160,8 @@ def lookup(spec: dict[str, Any], name: str) -> Any:
 
 
 def group_rows(runs: list[LoadedRun]) -> list[Row]:
-    """Group runs into rows: one per configuration; two runs of one task in one row split it."""
+    """Group runs into rows: one per configuration; two runs of one task in one row split it. Rows
+    of real models come first, by label; a script's rows come last."""
     specs = {id(r): spec_fields(r) for r in runs}
     base: dict[str, list[LoadedRun]] = defaultdict(list)
     for r in runs:
@@ -158,7 +176,7 @@ def group_rows(runs: list[LoadedRun]) -> list[Row]:
             extra = [format_setting(n, lookup(specs[id(r)], n)) for n in split_on]
             keyed.setdefault(key + canonical(extra), []).append((r, extra))
     rows = [make_row(items, specs, runs) for items in keyed.values()]
-    rows.sort(key=lambda row: row.label.lower())
+    rows.sort(key=lambda row: (row.scripted, row.label.lower()))  # real models first: they lead the report
     return rows
 
 

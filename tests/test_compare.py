@@ -55,6 +55,26 @@ def test_compare_lists_exactly_the_flipped_questions(flipped):
     assert "A: 30 ✓" in proc.stdout and "B: 31 ✗" in proc.stdout  # both extracted answers
 
 
+def test_compare_shows_the_gates_paired_test_for_the_difference(flipped):
+    """5 gained and 6 lost of 40: McNemar's exact mid-p over the 11 discordant questions, two-sided:
+    2 x (P(X > 6) + P(X = 6) / 2) for X ~ Bin(11, 1/2) = 2 x 793/2048 = 0.774."""
+    page = flipped["tmp"] / "test.html"
+    proc = cli("compare", str(flipped["a"]), str(flipped["b"]), "--html", str(page))
+    assert proc.returncode == 0, proc.stderr
+    line = "B − A: -2.50 points (95% CI "
+    tail = " over 40 paired questions; McNemar exact mid-p, two-sided p = 0.774: not significant at the 5% level"
+    assert line in proc.stdout.replace("\n", " ") and tail in " ".join(proc.stdout.split())
+    text = " ".join(page.read_text(encoding="utf-8").split())
+    assert line in text and tail in text
+    # the interval is the gate's for these outcomes (Newcombe's, paired), not a second implementation
+    from evals import gate
+
+    base = [0.0 if i in A_WRONG else 1.0 for i in range(N)]
+    cur = [0.0 if i in B_WRONG else 1.0 for i in range(N)]
+    est = gate.mcnemar_test(base, cur)
+    assert f"(95% CI {100 * est.ci[0]:+.2f} to {100 * est.ci[1]:+.2f})" in text
+
+
 def test_avg_at_k_is_compared_by_problem_as_a_rate(tmp_path):
     data = write_problems(tmp_path / "aime.jsonl", 10)
     a_wrong = {0: {3, 9}, 1: {3, 7, 9}, 2: {7}, 3: {7}}  # q3 2/4 -> 1/4; q7 1/4 -> 3/4; q9 2/4 both
@@ -70,6 +90,7 @@ def test_avg_at_k_is_compared_by_problem_as_a_rate(tmp_path):
     assert (float(rows["q3"]["outcome_a"]), float(rows["q3"]["outcome_b"])) == (0.5, 0.25)
     assert rows["q3"]["extracted_a"] == "3 ×2 ✓ · 4 ×2 ✗" and rows["q3"]["extracted_b"] == "4 ×3 ✗ · 3 ×1 ✓"
     assert "lost   q3: 50% -> 25%" in proc.stdout
+    assert "over 10 paired questions; paired bootstrap, two-sided p = " in " ".join(proc.stdout.split())
 
 
 def test_mmbench_is_compared_by_question_with_circular_eval(tmp_path):

@@ -162,6 +162,25 @@ def report(fixture_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
     return paths
 
 
+def make_demo(root: Path) -> Path:
+    """`step3vl-eval demo` in `root`: four released MathVision predictions replayed, a mock AIME run, and
+    their report; returns the report's path."""
+    from evals.demo import run_demo
+
+    assert run_demo(root / "step3vl-demo") == 0
+    return root / "step3vl-demo" / "leaderboard.html"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_demo(tmp_path_factory.mktemp("demo"))
+
+
+def board_row_labels(html: str) -> list[str]:
+    board = re.search(r'<table class="board sortable" id="board">.*?</table>', html, re.DOTALL).group(0)
+    return [re.sub(r"<.*", "", m).strip() for m in re.findall(r'<th scope="row" data-sort="[^"]*">(.*?)</th>', board)]
+
+
 def results(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "results.json").read_text())
 
@@ -224,6 +243,39 @@ def test_leaderboard_rows_are_model_by_mode_with_one_run_per_task(fixture_runs):
     assert len(rows) == 4
 
 
+def test_the_demo_report_leads_with_real_models_and_shows_the_scripts_row_marked_and_last(demo):
+    html = demo.read_text()
+    labels = board_row_labels(html)
+    assert labels[0].startswith("replay:") and labels[-1] == "mock · SeRe"
+    assert [label for label in labels if "mock" in label] == ["mock · SeRe"]
+    mock_row = re.search(r'<tr class="run script" data-kind="run">\s*<th scope="row" data-sort="mock · SeRe">(.*?)</th>',
+                         html, re.DOTALL)
+    assert mock_row and "script, not a model" in mock_row.group(1)
+    # the sample explorer opens on its first run: a real model's replayed answers, not the mock's
+    options = re.findall(r'<option value="(run-\d+)">([^<]*)</option>', html)
+    assert options[0][1].startswith("replay:Gemini-Pro-CoT") and "mathvision" in options[0][1]
+    assert options[-1][1].startswith("mock · SeRe") and options[-1][1].endswith("a script, not a model")
+
+
+def test_rows_of_a_script_sort_after_every_model_whatever_their_names(fixture_runs):
+    rows = group_rows(load_runs([str(p) for p in fixture_runs.values()]))
+    assert [r.label for r in rows] == ["replay:aime_preds.json · SeRe", "replay:mcq_preds.json · SeRe",
+                                       "mock/alpha · PaCoRe [2]", "mock/alpha · SeRe"]  # "mock" sorts first by name
+    assert [r.scripted for r in rows] == [False, False, True, True]
+
+
+def test_a_high_fallback_rate_is_flagged_beside_the_score_it_affects(demo):
+    html = demo.read_text()
+    llava = re.search(r'<th scope="row" data-sort="replay:LLaVA[^"]*">.*?</tr>', html, re.DOTALL).group(0)
+    assert '<span class="flag">fallback 62%</span>' in llava
+    assert "62.17% of the requests were read by the fallback rule, not the task&#39;s answer format" in llava  # tooltip
+    assert re.search(r'<li class="warn">replay:LLaVA[^<]*· MathVision: 62\.17% of the requests were read by the '
+                     r"fallback rule", html)
+    assert '<td data-sort="62.17" class="high">62.17%</td>' in html  # the runs table marks the same rate
+    gemini = re.search(r'<th scope="row" data-sort="replay:Gemini[^"]*">.*?</tr>', html, re.DOTALL).group(0)
+    assert "fallback" not in gemini  # 1.64%: below the threshold
+
+
 def test_two_runs_of_one_task_and_configuration_get_rows_named_by_what_differs(fixture_runs, tmp_path):
     first = results(fixture_runs["aime_mock"])["spec"]
     other = run_spec(tmp_path, "aime2025", "mock/alpha", Path(first["data"]), repeats=2, seed=7,
@@ -264,13 +316,25 @@ def test_breakdowns_list_every_category_of_every_run(fixture_runs, report):
                 assert f'data-sort="{cat}">{cat}</th>' in html
 
 
-def test_compute_chart_has_a_point_per_run_and_squares_for_pacore(report):
+def test_compute_chart_has_a_point_per_run_with_tokens_and_squares_for_pacore(report):
     html = report["html"].read_text()
     svgs = re.findall(r"<svg .*?</svg>", html, re.DOTALL)
     assert len(svgs) == 2  # AIME 2025 and the fixture task
     aime = next(s for s in svgs if "AIME 2025" in s)
-    assert aime.count("<g class=\"pt\">") == 3 and aime.count("<rect x=") == 2  # background + one PaCoRe square
+    assert aime.count("<g class=\"pt\">") == 2 and aime.count("<rect x=") == 2  # background + one PaCoRe square
     assert "mock/alpha · PaCoRe [2]: " in aime and "tokens/request" in aime
+    # a replay saved no token counts: drawn at x = 0 it would be a point with no data, so it is named instead
+    assert "replay:" not in aime
+    assert re.search(r"<li>AIME 2025: not drawn: replay:aime_preds\.json · SeRe \(no token counts saved; "
+                     r"replayed predictions carry none\)\.</li>", html)
+
+
+def test_a_task_whose_runs_saved_no_token_counts_gets_no_chart_and_says_why(demo):
+    html = demo.read_text()
+    svgs = re.findall(r"<svg .*?</svg>", html, re.DOTALL)
+    assert len(svgs) == 1 and "AIME 2025" in svgs[0] and "MathVision" not in svgs[0]
+    assert ("MathVision: no chart, as none of its 4 runs saved token counts; replayed predictions carry none."
+            in html)
 
 
 # ---- escaping -------------------------------------------------------------------------------------

@@ -46,11 +46,6 @@
     });
   });
 
-  Array.prototype.forEach.call(document.querySelectorAll("table.bars td[data-sort]"), function (td) {
-    var v = parseFloat(td.getAttribute("data-sort"));
-    if (!isNaN(v)) td.style.setProperty("--w", String(Math.max(0, Math.min(100, v))));
-  });
-
   var toggle = document.getElementById("show-published");
   if (toggle) {
     toggle.addEventListener("change", function () {
