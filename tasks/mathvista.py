@@ -184,6 +184,8 @@ def read_local(path: Path, split: str) -> tuple[list[Row], Path, dict[str, str]]
     """Rows of one split, the folder image paths resolve against, and the official queries."""
     if not path.exists():
         raise UserError(f"data path does not exist: {path}")
+    if path.is_file() and path.suffix == ".parquet":
+        return load_local_rows(path), path.parent, {}
     if path.is_file():
         return json_rows(path), path.parent, read_queries(path)
     for folder in (path, path / "data"):

@@ -264,6 +264,9 @@ def test_test_split_saves_predictions_and_reports_no_accuracy(tmp_path: Path):
     assert (saved["2"]["scored"]["extracted"], saved["2"]["scored"]["extra"]["prediction"]) == ("0", "0")
     gate = cli("gate", "--write-baseline", str(run_dir), str(tmp_path / "baseline.json"))
     assert gate.returncode == 2 and len(gate.stderr.strip().splitlines()) == 1 and "nothing to gate" in gate.stderr
+    report = cli("report", str(run_dir), "--md", str(tmp_path / "summary.md"))
+    assert report.returncode == 0, report.stderr
+    assert "| no score (complete) |" in (tmp_path / "summary.md").read_text()
 
 
 def test_a_folder_without_query_json_is_one_line_and_exit_2(tmp_path: Path):
