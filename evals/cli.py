@@ -533,13 +533,17 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def command_gate(args: argparse.Namespace) -> int:
-    from evals.gate import command_gate as gate
+    if args.plan and not args.write_baseline:
+        from gates.power import command_plan
+
+        return command_plan(args)
+    from gates.gate import command_gate as gate
 
     return gate(args)
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from reports.compare import command_compare as compare
+    from reports.compare_view import command_compare as compare
 
     return compare(args)
 
@@ -553,7 +557,7 @@ def command_report(args: argparse.Namespace) -> int:
 def command_demo(args: argparse.Namespace) -> int:
     from evals.demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), spec_for)
 
 
 COMMANDS = {"demo": command_demo, "run": command_run, "score": command_score, "list": command_list, "gate": command_gate,

@@ -15,10 +15,10 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from evals import runner, store
-from evals.types import RunResult
+from evals.types import RunResult, RunSpec
 
 RELEASED = ("Gemini-Pro-CoT", "Qwen-VL-Plus", "LLaVA-v1.5-7B", "Random-Chance")  # MATH-V's released files
 MOCK_REPEATS = 4
@@ -38,10 +38,12 @@ def official_agreement(run_dir: Path, predictions: Path) -> tuple[int, int, int]
     return same, len(official), sum(official.values())
 
 
-def demo_run(task: str, model: str, out: Path, samples: int | None = None) -> tuple[Path, RunResult, str]:
-    """One run through the same path as `step3vl-eval run` (spec_for, runner); also its command line."""
-    from evals.cli import spec_for
+SpecFor = Callable[[str, dict[str, Any]], RunSpec]
 
+
+def demo_run(spec_for: SpecFor, task: str, model: str, out: Path,
+             samples: int | None = None) -> tuple[Path, RunResult, str]:
+    """One run through the same path as `step3vl-eval run` (the CLI's spec_for, runner); also its command line."""
     opts: dict[str, Any] = {"model": model, "data": "bundled", "tasks": [task], "adapter_options": {},
                             "task_options": {}, "out": str(out)}
     argv = ["step3vl-eval", "run", task, "--data", "bundled", "--model", model, "--out", str(out)]
@@ -52,7 +54,8 @@ def demo_run(task: str, model: str, out: Path, samples: int | None = None) -> tu
     return run_dir, result, shlex.join(argv)
 
 
-def run_demo(out: Path) -> int:
+def run_demo(out: Path, spec_for: SpecFor) -> int:
+    """`spec_for`: evals.cli.spec_for, which turns `run`'s options into a RunSpec."""
     import reports
 
     started = time.perf_counter()
@@ -64,7 +67,7 @@ def run_demo(out: Path) -> int:
     print("MathVision testmini (bundled: 304 problems) · accuracy [95% CI] · check against the official evaluator")
     for model in RELEASED:
         predictions = released_file(model)
-        run_dir, result, command = demo_run("mathvision", f"replay:{predictions}", runs)
+        run_dir, result, command = demo_run(spec_for, "mathvision", f"replay:{predictions}", runs)
         made.append(run_dir)
         same, total, hits = official_agreement(run_dir, predictions)
         mismatches += total - same
@@ -72,7 +75,7 @@ def run_demo(out: Path) -> int:
         print(f"  {model + ' (1)':<20} {score(result.metrics['accuracy'])}   {check}")
         commands.append(command)
     print(f"AIME 2025 (bundled answer key: 30 problems) · {MOCK_REPEATS} repeats")
-    run_dir, result, command = demo_run("aime2025", "mock", runs, samples=MOCK_REPEATS)
+    run_dir, result, command = demo_run(spec_for, "aime2025", "mock", runs, samples=MOCK_REPEATS)
     made.append(run_dir)
     metrics = " · ".join(f"{name} {score(result.metrics[key])}"
                          for name, key in ((f"avg@{MOCK_REPEATS}", "accuracy"), (f"pass@{MOCK_REPEATS}", f"pass@{MOCK_REPEATS}"),

@@ -25,7 +25,7 @@ from evals.judge import make_judge
 from evals.modes import first_round_answers, wrap_mode
 from evals.progress import RunProgress
 from evals.scoring import score_many, score_response
-from evals.thumbnails import save_inline_thumbnails
+from reports.thumbnails import save_inline_thumbnails
 from evals.types import (
     Image, Message, Request, Response, RunResult, RunSpec, Sample, Scored, Task, Text, UserError,
     messages_digest, response_from_dict, scored_from_dict,

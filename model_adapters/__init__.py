@@ -76,7 +76,7 @@ def load_adapter(spec: RunSpec) -> Adapter:
     if "ray" in spec.adapter_options:  # --ray: the hf or vllm adapter as a pool of Ray actors
         from model_adapters.ray_pool import RayPool
 
-        return RayPool(spec)
+        return RayPool(spec, parse_model(spec.model)[0], load_adapter)  # each replica: load_adapter without --ray
 
     from evals import plugins
 

@@ -36,10 +36,8 @@ DEFAULT_MAX_CHUNK = 64
 class Replica:
     """One adapter (hf or vllm) inside a Ray actor; built with `ray.remote(Replica)`."""
 
-    def __init__(self, spec: RunSpec):
-        from model_adapters import load_adapter
-
-        self.adapter = load_adapter(spec)
+    def __init__(self, spec: RunSpec, build: Callable[[RunSpec], Any]):
+        self.adapter = build(spec)
 
     def ready(self) -> int:
         import os
@@ -139,10 +137,9 @@ def chunk_size(n_requests: int, replicas: int, maximum: int) -> int:
 
 
 class RayPool:
-    def __init__(self, spec: RunSpec):
-        from model_adapters import parse_model
+    """`build` makes one replica's adapter from the spec (model_adapters.load_adapter without --ray)."""
 
-        provider, _ = parse_model(spec.model)
+    def __init__(self, spec: RunSpec, provider: str, build: Callable[[RunSpec], Any]):
         if provider not in POOLED_PROVIDERS:
             raise UserError(f"--ray runs the hf or vllm adapter, not {provider} (an API server fleet takes "
                             "several --base-url instead)")
@@ -161,7 +158,7 @@ class RayPool:
                                 f"{first_line(exc)}") from None
         gpus = replica_gpus(opts, ray.cluster_resources().get("GPU", 0.0))
         actor_class = ray.remote(Replica).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)
-        actors = [actor_class.remote(inner_spec(spec)) for _ in range(self.replicas)]
+        actors = [actor_class.remote(inner_spec(spec), build) for _ in range(self.replicas)]
         self.members = self.start(actors)
 
     def start(self, actors: list[Any]) -> list[Member]:

@@ -11,7 +11,6 @@ or only in one run, is not paired (counted apart). Everything comes from the sav
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evals import store
-from evals.gate import DiffEstimate, paired_test
+from gates.gate import DiffEstimate, paired_test
 from evals.types import RunResult, UserError
 
 HEADLINE = "accuracy"
@@ -269,21 +268,3 @@ def compare_runs(path_a: str, path_b: str, tasks: list[str] | None = None) -> li
     if not names:
         raise UserError(f"no task in both: A has {', '.join(sorted(a))}; B has {', '.join(sorted(b))}")
     return [compare_task(load(a[t]), load(b[t])) for t in names]
-
-
-def command_compare(args: argparse.Namespace) -> int:
-    from reports.compare_view import render_compare_csv, render_compare_html, print_compare
-
-    from reports import write_output
-
-    comparisons = compare_runs(args.run_a, args.run_b, args.tasks)
-    # The files first: a reader that closes the terminal output early (`| head`) must not cost them.
-    written = []
-    if args.csv:
-        written.append(write_output(args.csv, render_compare_csv(comparisons)))
-    if args.html:
-        written.append(write_output(args.html, render_compare_html(comparisons, args.title)))
-    print_compare(comparisons, all_questions=args.all)
-    for path in written:
-        print(f"wrote {path}")
-    return 0

@@ -1,4 +1,4 @@
-"""Rendering `step3vl-eval compare`: a terminal table, a tidy CSV (one row per paired question) and
+"""`step3vl-eval compare` and its rendering: a terminal table, a tidy CSV (one row per paired question) and
 HTML (a standalone page, and the same section in the report when it shows two runs of a task).
 
 All text a model or a dataset wrote reaches HTML through jinja2 with autoescape on, and the terminal
@@ -7,11 +7,14 @@ through rich `Text` objects (never parsed as rich markup).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
+from pathlib import Path
 from typing import Any
 
-from reports.compare import CHANGES, TaskComparison
+from evals import store
+from reports.compare import CHANGES, TaskComparison, compare_runs
 from reports.html import environment, rate
 
 CSV_COLUMNS = ("task", "question", "category", "change", "outcome_a", "outcome_b", "target", "extracted_a",
@@ -74,3 +77,23 @@ def render_compare_html(comparisons: list[TaskComparison], title: str | None = N
     title = title or "step3vl-eval compare: " + ", ".join(f"{c.task}" for c in comparisons)
     return environment().get_template("compare.html.j2").render(title=title, comparisons=comparisons,
                                                                  changes=CHANGES, rate=rate)
+
+
+def write_report(path: str, text: str) -> Path:
+    out = Path(path)
+    store.write_text_atomic(out, [text])  # a reader never sees half a page
+    return out
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    comparisons = compare_runs(args.run_a, args.run_b, args.tasks)
+    # The files first: a reader that closes the terminal output early (`| head`) must not cost them.
+    written = []
+    if args.csv:
+        written.append(write_report(args.csv, render_compare_csv(comparisons)))
+    if args.html:
+        written.append(write_report(args.html, render_compare_html(comparisons, args.title)))
+    print_compare(comparisons, all_questions=args.all)
+    for path in written:
+        print(f"wrote {path}")
+    return 0

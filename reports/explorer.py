@@ -22,7 +22,7 @@ from typing import Any
 from markupsafe import Markup
 from PIL import Image, UnidentifiedImageError
 
-from evals.thumbnails import THUMB_DIR, THUMB_SIDE, thumbnail_jpeg
+from reports.thumbnails import THUMB_DIR, THUMB_SIDE, thumbnail_jpeg
 from reports.runs import LoadedRun
 
 MAX_CATEGORY_VALUES = 300

@@ -12,6 +12,7 @@ import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from evals import store
@@ -78,7 +79,5 @@ def write_results_json(run_dirs: list[str], path: str) -> str:
     if path == "-":
         sys.stdout.write(text)
     else:
-        from reports import write_output
-
-        write_output(path, text)
+        store.write_text_atomic(Path(path), [text])
     return text

@@ -6,7 +6,7 @@ Dataset: hub `opencompass/AIME2025` (configs `AIME2025-I`, `AIME2025-II`, split 
 problem statements (not freely licensed; tasks/bundled/aime2025/README.md), for replay and mock only. The STEP3-VL-10B report (arXiv 2601.09668, Table 3) scores avg@64 at
 temperature 1.0; it gives no prompt, so we use a step-by-step instruction with a boxed answer.
 Answers are integers 0-999. The answer is the last `\\boxed{}` (`evals.extract.extract_boxed`),
-compared with the gold by `evals.mathcheck.math_equal` (canonical integers, else math-verify, gold
+compared with the gold by `tasks.mathcheck.math_equal` (canonical integers, else math-verify, gold
 first); maj@k groups votes with that same check. docs/tasks.md measures it against math-verify.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from evals import metrics
 from evals.extract import extract_boxed
-from evals.mathcheck import canonical, canonical_equal, math_equal
+from tasks.mathcheck import canonical, canonical_equal, math_equal
 from evals.types import GenParams, Message, Response, Sample, Scored, Text
 from tasks.data import BUNDLED, bundled_dir, load_local_rows, load_rows, require_fields
 

@@ -67,7 +67,7 @@ def test_compare_shows_the_gates_paired_test_for_the_difference(flipped):
     text = " ".join(page.read_text(encoding="utf-8").split())
     assert line in text and tail in text
     # the interval is the gate's for these outcomes (Newcombe's, paired), not a second implementation
-    from evals import gate
+    from gates import gate
 
     base = [0.0 if i in A_WRONG else 1.0 for i in range(N)]
     cur = [0.0 if i in B_WRONG else 1.0 for i in range(N)]

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from evals.extract import extract_boxed, extract_final_answer_letter, split_output, split_thinking
-from evals.mathcheck import canonical, math_equal
+from tasks.mathcheck import canonical, math_equal
 
 
 @pytest.mark.parametrize("text,expected,why", [

@@ -104,6 +104,7 @@ def test_every_bundled_file_is_declared_package_data_and_has_its_terms():
 def test_a_second_demo_shows_only_its_own_runs(demo, tmp_path: Path, capsys):
     """An earlier demo's runs (e.g. the package then installed elsewhere: the replay path is in the run id)
     or the user's own stay in runs/, but the leaderboard is of the runs this demo made."""
+    from evals.cli import spec_for
     from evals.demo import run_demo
 
     out = tmp_path / "step3vl-demo"
@@ -114,7 +115,7 @@ def test_a_second_demo_shows_only_its_own_runs(demo, tmp_path: Path, capsys):
     result = json.loads((stale / "results.json").read_text())
     result["run_id"], result["spec"]["seed"] = stale.name, 99
     (stale / "results.json").write_text(json.dumps(result))
-    assert run_demo(out) == 0
+    assert run_demo(out, spec_for) == 0
     capsys.readouterr()
     leaderboard = (out / "leaderboard.csv").read_text(encoding="utf-8")
     assert aime.name in leaderboard and stale.name not in leaderboard

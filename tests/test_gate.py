@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import cli
 
-from evals import gate, runner
+from evals import runner
+from gates import gate
 from evals.types import GenParams, RunSpec
 
 N_BIG = 1000
@@ -336,7 +337,7 @@ def test_holm_adjusts_by_hand():
 
 
 def test_vectorised_mid_p_is_the_gates_mcnemar_p():
-    from evals.power import mid_p_many
+    from gates.power import mid_p_many
 
     rng = np.random.default_rng(3)
     pairs = [(rng.random(200) < 0.7, rng.random(200) < 0.66) for _ in range(20)]
@@ -351,7 +352,7 @@ def simulated_family(n_tasks: int, draws: int, drop_in_first: float = 0.0, seed:
     """`draws` CI gate calls over `n_tasks` k=1 tasks of different sizes: both runs drawn from the same
     per-question rates (Beta-distributed: most questions nearly always right or wrong, as real ones are),
     the first task's current run lowered by `drop_in_first`. Returns (diff, p_drop), each draws x tasks."""
-    from evals.power import lowered, mid_p_many
+    from gates.power import lowered, mid_p_many
 
     rng = np.random.default_rng(seed)
     diffs, ps = [], []
@@ -429,7 +430,7 @@ def plan_json(*args: str) -> dict:
 def caught_share(rates: np.ndarray, n: int, k: int, drop: float, seed: int = 5) -> float:
     """Simulated CI runs at this size, gated by the gate's own tests (McNemar / the 10,000-resample
     bootstrap) and verdict: the share that says `regression`."""
-    from evals.power import lowered
+    from gates.power import lowered
 
     rng = np.random.default_rng(seed)
     cur_rates = lowered(rates, drop)

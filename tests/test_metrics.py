@@ -6,7 +6,7 @@ import pytest
 
 from dataclasses import replace
 
-from evals.mathcheck import canonical, canonical_equal
+from tasks.mathcheck import canonical, canonical_equal
 from evals.metrics import accuracy, majority_correct, pass_at_k, repeat_metrics, wilson_interval
 from evals.types import Response, Sample, Scored
 from tasks.aime2025 import AIME2025

@@ -165,9 +165,10 @@ def report(fixture_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
 def make_demo(root: Path) -> Path:
     """`step3vl-eval demo` in `root`: four released MathVision predictions replayed, a mock AIME run, and
     their report; returns the report's path."""
+    from evals.cli import spec_for
     from evals.demo import run_demo
 
-    assert run_demo(root / "step3vl-demo") == 0
+    assert run_demo(root / "step3vl-demo", spec_for) == 0
     return root / "step3vl-demo" / "leaderboard.html"
 
 

@@ -118,7 +118,7 @@ def test_hostile_answers_are_never_executed_and_score_in_bounded_time(tmp_path: 
 
 
 def test_code_in_an_answer_is_parsed_as_math_never_run(tmp_path: Path):
-    from evals.mathcheck import math_equal
+    from tasks.mathcheck import math_equal
 
     marker = tmp_path / "PWNED"
     for text in payloads(marker)[:8]:

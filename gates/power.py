@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from evals import store
-from evals.gate import POWER, SEED, TaskRun, points, read_side
+from gates.gate import POWER, SEED, TaskRun, check_levels, points, read_side
 from evals.types import UserError
 
 SIMULATIONS = 2000
@@ -236,6 +236,7 @@ def markdown_plan(plans: list[TaskPlan], detect_points: float, tolerance: float,
 
 
 def command_plan(args: Any) -> int:
+    check_levels(args.tolerance, args.alpha)
     if not args.baseline:
         raise UserError("gate --plan needs --baseline (a run dir, a folder of run dirs, or a baseline JSON)")
     plans = plan(read_side(args.baseline), args.detect, args.tolerance, args.alpha, args.correction, args.tasks)

@@ -553,18 +553,19 @@ def append_step_summary(markdown: str) -> None:
             raise UserError(f"cannot append to GITHUB_STEP_SUMMARY {path}: {exc.strerror}") from None
 
 
+def check_levels(tolerance: float, alpha: float) -> None:
+    if tolerance < 0 or not 0 < alpha < 1:
+        raise UserError("--tolerance must be >= 0 points and --alpha in (0, 1)")
+
+
 def command_gate(args: Any) -> int:
+    """`gate --write-baseline` and `gate --baseline --current` (`gate --plan` is gates.power's)."""
     if args.write_baseline:
         run_dir, out = args.write_baseline
         runs = write_baseline(run_dir, Path(out))
         print(f"wrote baseline {out}: {', '.join(f'{t} {points(r.value)} (n {r.n}, k {r.k})' for t, r in runs.items())}")
         return 0
-    if args.tolerance < 0 or not 0 < args.alpha < 1:
-        raise UserError("--tolerance must be >= 0 points and --alpha in (0, 1)")
-    if args.plan:
-        from evals.power import command_plan
-
-        return command_plan(args)
+    check_levels(args.tolerance, args.alpha)
     if not (args.baseline and args.current):
         raise UserError("gate needs --baseline and --current (or --write-baseline RUN_DIR FILE, or --plan)")
     strict = getattr(args, "strict", False)
