@@ -69,8 +69,9 @@ def add_run_parser(sub: Any) -> None:
                                    "answer key)", action="append")
     p.add_argument("--split")
     p.add_argument("--out", help="parent folder of run dirs (default runs/)")
-    p.add_argument("--resume", help="finish an interrupted run dir (its saved settings are used; only "
-                   "--base-url, --concurrency, --timeout, --max-retries, --api-key-env may be given)")
+    p.add_argument("--resume", help="finish an interrupted run dir with its saved settings (flags that would "
+                   "change them are refused; --base-url, --concurrency, --timeout, --max-retries, --api-key-env "
+                   "may change)")
     p.add_argument("--config", help="TOML file with the same keys as these flags (underscored)")
     p.add_argument("--api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
@@ -444,6 +445,41 @@ RESUME_FLAGS = ("base_url", "concurrency", "timeout", "max_retries", "api_key_en
 RESUME_IGNORED = ("trust_remote_code", "log_to")  # checked below / the tracker's own
 
 
+def flag_for(field: str) -> str:
+    """The flag that sets a spec field (`changed_settings`' names)."""
+    group, _, key = field.partition(".")
+    if group == "adapter_options":
+        return f"--{key.replace('_', '-')}" if key in ADAPTER_FLAGS else f"-O {key}"
+    if group == "task_options":
+        return "--judge" if key == "judge" else f"-T {key}"
+    return {"repeats": "--samples", "task": "a task name"}.get(group, f"--{(key or group).replace('_', '-')}")
+
+
+def changed_settings(args: argparse.Namespace, spec: RunSpec) -> dict[str, str]:
+    """The saved settings the flags given would change, by flag ("--samples": "repeats: 4 -> 8"), read by
+    building the spec they describe over the saved settings: the command that started the run changes none."""
+    from evals import store
+
+    given = merged_options(args)
+    saved = {"model": spec.model, "mode": spec.mode, "samples": spec.repeats, "limit": spec.limit, "seed": spec.seed,
+             "data": spec.data, "split": spec.split, "pacore_widths": ",".join(map(str, spec.pacore_widths)),
+             "pacore_pool": spec.pacore_pool, "system_prompt": spec.system_prompt, "task_file": spec.task_file,
+             **{k: getattr(spec.params, k) for k in PARAM_FLAGS}}
+    opts = {**{k: v for k, v in saved.items() if v is not None}, **given, "tasks": list(given.get("tasks") or [])}
+    opts["adapter_options"] = {**spec.adapter_options, **given["adapter_options"]}
+    opts["task_options"] = {**spec.task_options, **given["task_options"]}
+    add_file_task(opts)
+    if opts["tasks"] not in ([], [spec.task]):
+        return {"a task name": f"task: {spec.task} -> {', '.join(opts['tasks'])}"}
+    fresh = store.spec_identity(spec_for(spec.task, opts))
+
+    def flat(d: dict[str, Any]) -> dict[str, Any]:
+        return {f"{k}.{i}" if isinstance(v, dict) else k: w for k, v in d.items()
+                for i, w in (v.items() if isinstance(v, dict) else [(None, v)])}
+    old, new = flat(store.spec_identity(spec)), flat(fresh)
+    return {flag_for(k): f"{k}: {old.get(k)} -> {new.get(k)}" for k in {**old, **new} if old.get(k) != new.get(k)}
+
+
 def resume_spec(args: argparse.Namespace, run_dir: Path) -> RunSpec:
     """The run's saved spec, with the operational flags given now. A flag that changes what is measured
     is refused, not silently dropped; a saved --trust-remote-code must be given again."""
@@ -458,9 +494,13 @@ def resume_spec(args: argparse.Namespace, run_dir: Path) -> RunSpec:
     refused += ["a task name"] * bool(args.tasks) + ["--config"] * bool(args.config)
     refused += [f"-O {k}" for k in options if k not in store.OPERATIONAL_ADAPTER_OPTIONS]
     refused += [f"-T {k}" for k in parse_key_values(args.task_option, "-T")]
-    if refused:
-        raise UserError(f"--resume takes the settings saved in {run_dir}; {', '.join(refused)} cannot change them: "
-                        "leave them out, or run without --resume to start a run of their own")
+    try:
+        changes = changed_settings(args, spec) if refused else {}
+    except UserError as exc:  # flags that describe no run at all
+        changes = {", ".join(refused): str(exc)}
+    if changes:
+        raise UserError(f"--resume takes the settings saved in {run_dir}; {', '.join(changes)} cannot change them "
+                        f"({'; '.join(changes.values())}): leave them out, or run without --resume for a run of their own")
     if spec.adapter_options.get("trust_remote_code") and not args.trust_remote_code:
         raise UserError(f"{run_dir} was run with --trust-remote-code: give it again to resume (a model's own "
                         "code never runs on a saved setting alone)")

@@ -60,6 +60,7 @@ RETRY_AFTER_CAP = 300.0
 THROTTLE_COOLDOWN = 1.0  # seconds: a burst of 429s from one overload halves the limit once
 IMAGE_CACHE_BYTES = 256 * 2**20  # encoded images kept for resending (repeats; PaCoRe sends an image 16 times)
 IMAGE_PROBATION_BYTES = 16 * 2**20  # images sent once so far, kept in case they come again
+CHECK_TIMEOUT = 10.0  # seconds for the up-front server check, or --timeout when shorter
 SAFE_MIME = re.compile(r"[a-z]+/[a-z0-9.+-]+")
 
 
@@ -321,6 +322,22 @@ def estimate_prompt_tokens(messages: list[Message]) -> int:
     return -(-text // BYTES_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages) + TOKENS_PER_IMAGE * images
 
 
+def model_ids(listing: Any) -> list[str]:
+    """The model names in a `/models` answer."""
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    return [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)] \
+        if isinstance(entries, list) else []
+
+
+def unknown_model(status: int, reply: Any) -> bool:
+    """A chat answer that says the path or the model name is wrong: 404 (vLLM, OpenAI, Ollama), or a
+    400 whose message says the model does not exist (LiteLLM and other proxies)."""
+    if status == 404:
+        return True
+    text = json.dumps(reply).lower() if status == 400 and reply is not None else ""
+    return "model" in text and any(w in text for w in ("does not exist", "not found", "invalid model"))
+
+
 def served_context(listing: Any, model: str) -> int | None:
     """`max_model_len` of the served model in a `/models` answer (vLLM and SGLang report it)."""
     entries = listing.get("data") if isinstance(listing, dict) else None
@@ -422,16 +439,47 @@ class OpenAIAdapter:
                                      timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(30.0, timeout)))
 
     async def check_servers(self) -> None:
-        """Fail fast, with one line, on a server that cannot be reached or rejects the key."""
-        async with self.session(10.0) as session:
+        """Fail fast, with one line, on a server that cannot be reached, rejects the key, has no
+        OpenAI API at this path or does not serve this model: a run of such requests could only fail.
+        `/models` decides when it lists the model; else one 1-token chat request does (a listing may
+        omit aliases a server accepts, and some servers have no `/models`)."""
+        async with self.session(min(CHECK_TIMEOUT, self.timeout)) as session:
             for url in self.base_urls:
+                status, listing = await self.probe(session, url, "GET", "models")
+                if status == 200 and self.model in model_ids(listing):
+                    continue
+                chat, reply = await self.probe(session, url, "POST", "chat/completions", {
+                    "model": self.model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1})
+                if not unknown_model(chat, reply):
+                    continue
+                if status == 404:
+                    raise UserError(f"no OpenAI API at {url} (HTTP 404 for /models and /chat/completions): "
+                                    "check --base-url (vLLM and SGLang serve under http://HOST:PORT/v1)")
+                served = model_ids(listing)
+                raise UserError(f"{url} does not serve model {self.model!r} (HTTP {chat})"
+                                + (f"; it serves: {', '.join(served[:5])}" if served else ""))
+
+    async def probe(self, session: aiohttp.ClientSession, url: str, method: str, path: str,
+                    body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """(status, JSON body or None) of one check request; an unreachable server or a refused key
+        is the user's error. A timeout on the chat request is not: a busy server may be slow."""
+        try:
+            async with session.request(method, f"{url}/{path}", json=body, proxy=self.proxies[url]) as r:
+                status = r.status
                 try:
-                    async with session.get(f"{url}/models", proxy=self.proxies[url]) as r:
-                        status = r.status
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-                    raise UserError(f"cannot reach {url}: {type(exc).__name__}") from None
-                if status in (401, 403):
-                    raise UserError(f"{url} refused the API key (HTTP {status})")
+                    content = await r.json(content_type=None)
+                except (ValueError, aiohttp.ClientError):
+                    content = None
+        except asyncio.TimeoutError:
+            if method == "POST":
+                return 0, None
+            raise UserError(f"cannot reach {url}: no answer within {min(CHECK_TIMEOUT, self.timeout):g} s "
+                            "(--timeout)") from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise UserError(f"cannot reach {url}: {type(exc).__name__}") from None
+        if status in (401, 403):
+            raise UserError(f"{url} refused the API key (HTTP {status})")
+        return status, content
 
     async def learn_context(self) -> None:
         """The server's context (`max_model_len` in `/models`, or `-O max_model_len`) and whether it

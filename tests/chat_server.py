@@ -7,6 +7,9 @@ hundreds of concurrent slow calls. The test decides every answer (`responder`) a
     python tests/chat_server.py --latency 0.4 --sigma 1.0 --pad-reasoning 262144
                                                    (heavy-tailed latencies, long replies; GET /v1/stats)
 
+As vLLM does, it serves its API under `/v1` only, lists its model names in `/v1/models` and answers
+404 to a request for another model (`models`; None: any name, as for the standalone benchmarks).
+
 With `max_model_len` it behaves as SGLang does about its context: `/models` reports it, prompts are
 counted (`prompt_tokens`: one token per `bytes_per_token` UTF-8 bytes of text, 4 per message, 100 per
 image) and a request whose prompt plus max_tokens exceeds it gets SGLang's HTTP 400 (or older vLLM's
@@ -34,6 +37,7 @@ SGLANG_CONTEXT_ERROR = ("Requested token count exceeds the model's maximum conte
                         "limit.")
 VLLM_CONTEXT_ERROR = ("This model's maximum context length is {n} tokens. However, you requested {t} tokens ({p} in the "
                       "messages, {m} in the completion). Please reduce the length of the messages or completion.")
+TEST_MODELS = ("test-model", "m", "judge-model")  # the names the tests call the served model
 FAULTS = ("500", "502", "429", "429-no-retry-after", "reset", "stall", "malformed", "empty_choices",
           "truncated_body")
 
@@ -71,6 +75,8 @@ class ChatServer:
     context_error: str = "sglang"
     tokenize: bool = False
     report_context: bool = True  # max_model_len in /models
+    models: tuple[str, ...] | None = TEST_MODELS
+    listing: bool = True  # False: no /v1/models (404), as some proxies have none
     stall_seconds: float = 30.0
     api_key: str | None = None
     host: str = "127.0.0.1"
@@ -151,23 +157,29 @@ class ChatServer:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             await self._send(writer, 401, b'{"error": {"message": "bad key"}}')
             return True
-        if method == "GET" and path.endswith("/models"):
-            model: dict[str, Any] = {"id": "test-model"}
-            if self.max_model_len and self.report_context:
-                model["max_model_len"] = self.max_model_len
-            await self._send(writer, 200, json.dumps({"object": "list", "data": [model]}).encode())
+        if method == "GET" and path == "/v1/models" and self.listing:
+            listed = [{"id": name} for name in (self.models or TEST_MODELS[:1])]
+            for model in listed:
+                if self.max_model_len and self.report_context:
+                    model["max_model_len"] = self.max_model_len
+            await self._send(writer, 200, json.dumps({"object": "list", "data": listed}).encode())
             return True
-        if method == "GET" and path.endswith("/stats"):
+        if method == "GET" and path == "/v1/stats":
             await self._send(writer, 200, json.dumps(self.stats()).encode())
             return True
         if method == "POST" and path == "/tokenize" and self.tokenize:
             count = self.prompt_tokens(json.loads(raw))
             await self._send(writer, 200, json.dumps({"count": count, "max_model_len": self.max_model_len}).encode())
             return True
-        if method != "POST" or not path.endswith("/chat/completions"):
-            await self._send(writer, 404, b'{"error": "not found"}')
+        if method != "POST" or path != "/v1/chat/completions":
+            await self._send(writer, 404, b'{"detail": "Not Found"}')
             return True
         body = json.loads(raw)
+        if self.models is not None and body.get("model") not in self.models:
+            error = {"object": "error", "message": f"The model `{body.get('model')}` does not exist.",
+                     "type": "NotFoundError", "param": None, "code": 404}
+            await self._send(writer, 404, json.dumps(error).encode())
+            return True
         if self.max_model_len and self.over_context(body):
             self.context_rejections += 1
             p, m = self.prompt_tokens(body), body.get("max_tokens") or 0
@@ -259,7 +271,7 @@ def main() -> None:
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args()
     server = ChatServer(latency=args.latency, sigma=args.sigma, pad_reasoning=args.pad_reasoning,
-                        port=args.port).start()
+                        port=args.port, models=None).start()
     print(server.url, flush=True)
     threading.Event().wait()
 

@@ -161,7 +161,8 @@ def test_resume_refuses_what_would_change_the_measurement_and_takes_how_to_reach
 
     (run_dir,) = list(existing_run.iterdir())
     before = snapshot(existing_run)
-    cases = {"--samples, a task name": ["aime2025", "--samples", "8"], "--model, -T x": ["--model", "mock", "-T", "x=1"],
+    # only what differs from the saved settings is refused (the same task and model are not)
+    cases = {"--samples": ["aime2025", "--samples", "8"], "--model, -T x": ["--model", "mock", "-T", "x=1"],
              "-O mock_text": ["-O", "mock_text=hi"], "--config": ["--config", str(tmp_path / "eval.toml")]}
     for named, extra in cases.items():
         assert main(["run", "--resume", str(run_dir), *extra]) == 2, extra
