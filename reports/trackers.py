@@ -7,8 +7,8 @@ docs/reports.md. The tracker run's id is kept in the run dir (`trackers.json`), 
 (`--resume`, or the same command again) continues the same tracker run, and logs to it even
 without `--log-to`.
 
-Where they log is theirs to say: MLflow reads `MLFLOW_TRACKING_URI` and `MLFLOW_EXPERIMENT_NAME`
-(default experiment `step3vl-eval`), W&B reads `WANDB_PROJECT` (default `step3vl-eval`),
+Where they log is theirs to say: MLflow reads `MLFLOW_TRACKING_URI` (unset: MLflow 3's `./mlflow.db`,
+which the extra's SQLAlchemy opens) and `MLFLOW_EXPERIMENT_NAME` (default experiment `step3vl-eval`), W&B reads `WANDB_PROJECT` (default `step3vl-eval`),
 `WANDB_MODE` (`offline` writes under `WANDB_DIR` only) and its own login. Nothing here reads a key.
 """
 
@@ -102,7 +102,7 @@ class MLflowTracker:
             raise UserError("--log-to mlflow needs MLflow: pip install 'step3vl-eval[mlflow]'") from None
         try:
             self.client = MlflowClient()  # MLFLOW_TRACKING_URI
-        except Exception as exc:  # e.g. MLflow 3's default sqlite:///mlflow.db, which mlflow-skinny cannot open
+        except Exception as exc:  # e.g. MLflow 3's default sqlite:///mlflow.db without SQLAlchemy (not the extra)
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UserError(f"--log-to mlflow: cannot open the tracking store ({why}); set MLFLOW_TRACKING_URI "
                             "(docs/trackers.md)") from None

@@ -9,6 +9,7 @@ LevelDB-style log of protobuf records, the file `wandb sync` uploads).
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -91,6 +92,28 @@ def test_an_mlflow_store_the_client_cannot_open_is_one_line_exit_2(tmp_path: Pat
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "--log-to mlflow: cannot open the tracking store" in done.stderr and "MLFLOW_TRACKING_URI" in done.stderr
     assert not out.exists()
+
+def test_the_mlflow_extra_logs_with_no_variable_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install -e ".[mlflow]"` then `--log-to mlflow`, nothing configured: MLflow 3's default
+    store (./mlflow.db, sqlite; artifacts in ./mlruns) in the current folder takes the run."""
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'step3vl-eval[mlflow]')")
+    pytest.importorskip("sqlalchemy", reason="the mlflow extra's SQLAlchemy is not installed (pip install -e '.[mlflow]')")
+    from mlflow.tracking import MlflowClient
+
+    for name in [n for n in os.environ if n.startswith("MLFLOW_")]:
+        monkeypatch.delenv(name)
+    done = cli("run", "aime2025", "--data", "bundled", "--model", "mock", "--samples", "1", "--quiet",
+               "--log-to", "mlflow", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    run_id = json.loads((run_dir / "trackers.json").read_text())["mlflow"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == run_dir.name
+    assert client.get_experiment(run.info.experiment_id).name == "step3vl-eval"
+    assert run.data.metrics["accuracy.n"] == 30
+    assert list(tmp_path.glob(f"mlruns/*/{run_id}/artifacts/results.json"))
+
 
 # ---- W&B offline ------------------------------------------------------------------------------
 
