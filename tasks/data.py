@@ -13,6 +13,7 @@ statements are not freely licensed: see each folder's README). A run records whi
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ BUNDLED_SPLITS = {"mathvision": "testmini"}  # the split a bundled set is, recor
 # Bundled sets without problem statements: only tools that never read the prompt may use them.
 ANSWER_KEY_ONLY = {"aime2025"}
 PROMPTLESS_ADAPTERS = ("replay", "mock")
+HUB_PROBE_SECONDS = 3.0
 
 
 def bundled_dir(task: str) -> Path:
@@ -133,7 +135,42 @@ def _parquet_rows(path: Path) -> list[Row]:
     return [(f"{path}:{i + 1}", r) for i, r in enumerate(table.to_pylist())]
 
 
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached (DNS, refused, no answer in HUB_PROBE_SECONDS), or None. Asked
+    once before loading: the hub client retries for ~25 s before it gives up on an unreachable hub.
+    Behind a proxy, or offline already (HF_HUB_OFFLINE), the client is left to decide."""
+    import os
+    import socket
+    import urllib.request
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return None
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    if url.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(url.hostname or ""):
+        return None
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=HUB_PROBE_SECONDS).close()
+    except TimeoutError:
+        return f"{url.hostname}: no answer within {HUB_PROBE_SECONDS:g} s"
+    except OSError as exc:
+        return f"{url.hostname}: {exc.strerror or type(exc).__name__}"
+    return None
+
+
+def offline_hint(hub_id: str) -> str:
+    return (f"pass --data PATH for local files (or --data bundled: the package's own "
+            f"{', '.join(BUNDLED_TASKS.values())}); HF_HUB_OFFLINE=1 reads {hub_id} from the hub's local cache "
+            "without asking the hub")
+
+
 def load_hub_rows(hub_id: str, configs: list[str | None], split: str) -> list[Row]:
+    import os
+
+    unreachable = hub_unreachable()
+    if unreachable and "datasets" not in sys.modules:  # read from the cache only, at once
+        os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         import datasets
     except ImportError:
@@ -145,9 +182,11 @@ def load_hub_rows(hub_id: str, configs: list[str | None], split: str) -> list[Ro
             ds = datasets.load_dataset(hub_id, config, split=split)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if unreachable:
+                raise UserError(f"cannot reach the hub ({unreachable}) and {hub_id} ({config or 'default'}, "
+                                f"{split}) is not in its local cache; {offline_hint(hub_id)}") from None
             raise UserError(f"cannot load {hub_id} ({config or 'default'}, {split}) from the hub: {first}; "
-                            "pass --data PATH for local files (or --data bundled: the package's own "
-                            f"{', '.join(BUNDLED_TASKS.values())})") from None
+                            f"{offline_hint(hub_id)}") from None
         rows.extend((f"{hub_id}/{config}:{i + 1}", dict(r)) for i, r in enumerate(undecoded_images(ds)))
     return rows
 

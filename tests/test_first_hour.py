@@ -3,6 +3,7 @@
 - appending --resume RUN_DIR to the command that started a run resumes it; only flags that would
   change the saved settings are refused, each change named;
 - the README's Tasks table says what the MMBench task does without --data;
+- an unreachable hub is one line within seconds, saying how to go offline;
 - the dev extra can build the plugin test's package offline (tests/test_plugins.py).
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,18 @@ def test_the_dev_extra_builds_the_plugin_test_package_offline() -> None:
     dev = re.search(r"^dev = \[(.*?)\]", pyproject, re.S | re.M).group(1)
     assert '"setuptools>=70.1"' in dev
     assert tuple(int(x) for x in setuptools.__version__.split(".")[:2]) >= (70, 1), setuptools.__version__
+
+
+def test_an_unreachable_hub_is_one_line_within_seconds_saying_how_to_go_offline(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on: the hub's connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+    started = time.monotonic()
+    line = one_line_exit_2(cli("run", "mathvision", "--model", "mock", "--limit", "1", "--out", str(tmp_path / "runs"),
+                               env=env))
+    assert time.monotonic() - started < 12  # the hub client alone retried for ~25 s
+    assert line.startswith("step3vl-eval: error: cannot reach the hub (127.0.0.1: Connection refused) and "
+                           "MathLLMs/MathVision (default, test) is not in its local cache; pass --data PATH"), line
+    assert "--data bundled" in line and "HF_HUB_OFFLINE=1" in line
+    assert not (tmp_path / "runs").exists()
