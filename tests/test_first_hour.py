@@ -4,7 +4,8 @@
   change the saved settings are refused, each change named;
 - the README's Tasks table says what the MMBench task does without --data;
 - an unreachable hub is one line within seconds, saying how to go offline;
-- the dev extra can build the plugin test's package offline (tests/test_plugins.py).
+- the dev extra can build the plugin test's package offline (tests/test_plugins.py);
+- the README says which torch .ci/run installs, and what it costs.
 """
 
 from __future__ import annotations
@@ -92,3 +93,16 @@ def test_an_unreachable_hub_is_one_line_within_seconds_saying_how_to_go_offline(
                            "MathLLMs/MathVision (default, test) is not in its local cache; pass --data PATH"), line
     assert "--data bundled" in line and "HF_HUB_OFFLINE=1" in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_readme_names_the_torch_ci_installs_and_its_size() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    (pins,) = re.findall(r"^pip install --quiet (torch==\S+ torchvision==\S+)$", ci, re.M)
+    torch_pin, vision_pin = pins.split()
+    section = readme[readme.index("**`bash .ci/run`**"):readme.index("## Run your model")]
+    assert f"`{torch_pin}`" in section and f"`{vision_pin}`" in section
+    assert "CPU torch" not in section and "CUDA build" in section  # PyPI's torch is not a CPU build
+    assert re.search(r"\d+(\.\d)? GB the first time", section)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert "torch is pinned to builds that install without pulling a CUDA stack" not in pyproject
