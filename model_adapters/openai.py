@@ -462,7 +462,8 @@ class OpenAIAdapter:
     async def probe(self, session: aiohttp.ClientSession, url: str, method: str, path: str,
                     body: dict[str, Any] | None = None) -> tuple[int, Any]:
         """(status, JSON body or None) of one check request; an unreachable server or a refused key
-        is the user's error. A timeout on the chat request is not: a busy server may be slow."""
+        is the user's error. A chat request that fails otherwise (0) is not: a busy server may be slow,
+        and the run's own retries handle that."""
         try:
             async with session.request(method, f"{url}/{path}", json=body, proxy=self.proxies[url]) as r:
                 status = r.status
@@ -470,12 +471,12 @@ class OpenAIAdapter:
                     content = await r.json(content_type=None)
                 except (ValueError, aiohttp.ClientError):
                     content = None
-        except asyncio.TimeoutError:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             if method == "POST":
                 return 0, None
-            raise UserError(f"cannot reach {url}: no answer within {min(CHECK_TIMEOUT, self.timeout):g} s "
-                            "(--timeout)") from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                raise UserError(f"cannot reach {url}: no answer within {min(CHECK_TIMEOUT, self.timeout):g} s "
+                                "(--timeout)") from None
             raise UserError(f"cannot reach {url}: {type(exc).__name__}") from None
         if status in (401, 403):
             raise UserError(f"{url} refused the API key (HTTP {status})")
