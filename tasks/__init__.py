@@ -18,6 +18,9 @@ TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "mmbench_cn": ("tasks.mmbench:MMBench", {"lang": "cn"}),
     "mathvision": ("tasks.mathvision:MathVision", {}),
     "mathvista": ("tasks.mathvista:MathVista", {}),
+    "mmmu_pro": ("tasks.mmmu_pro:MMMUPro", {"setting": "standard"}),
+    "mmmu_pro_vision": ("tasks.mmmu_pro:MMMUPro", {"setting": "vision"}),
+    "hmmt2025": ("tasks.hmmt2025:HMMT2025", {}),
 }
 
 
