@@ -120,7 +120,7 @@ def rows_from_released(records: list[dict[str, Any]]) -> tuple[list[dict[str, An
     standard, vision = [], []
     for r in records:
         texts = [r["question"], *ast.literal_eval(r["options"])]
-        named = {int(k) for t in texts for k in re.findall(r"<image (\d+)>", t) if 1 <= int(k) <= 7}
+        named = {int(k) for t in texts for k in re.findall(r"<image (\d+)>", str(t)) if 1 <= int(k) <= 7}
         row = standard_row(r["id"], r["question"], r["options"], r["answer"], r["subject"],
                            {k: image for k in named}, r["topic_difficulty"])
         row.update(explanation=r["explanation"], img_type=r["img_type"])
