@@ -104,11 +104,13 @@ def fixture_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def write_mmmu_pro(root: Path, standard: list[dict[str, Any]] | None = None,
                    vision: list[dict[str, Any]] | None = None) -> Path:
-    """A folder in the hub's layout: `standard (10 options)/test-...parquet`, `vision/test-...parquet`."""
+    """A folder in the hub's layout: `standard (10 options)/test-...parquet`, `vision/test-...parquet`.
+    A column the rows lack is left out of the file (a damaged or foreign file)."""
     if standard is None or vision is None:
         standard, vision = fixture_rows()
     for folder, rows, schema in ((STANDARD_DIR, standard, PRO_SCHEMA_STANDARD), (VISION_DIR, vision, PRO_SCHEMA_VISION)):
         (root / folder).mkdir(parents=True, exist_ok=True)
+        schema = pa.schema([f for f in schema if not rows or f.name in rows[0]])
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / folder / "test-00000-of-00001.parquet")
     return root
 
