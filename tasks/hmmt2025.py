@@ -7,7 +7,7 @@ split, prompt or repeat count; we take AIME 2025's: avg@64 at temperature 1.0, t
 prompt with a boxed answer. Unlike AIME's integers, some answers are expressions (`\\frac{9\\sqrt{3}}{2}`,
 `2^{25} \\cdot 26!`, `\\sqrt{6}-\\sqrt{2}`): they are compared by AIME's rules (`tasks/aime2025.py`:
 the last `\\boxed{}`, `evals.mathcheck.math_equal`, math-verify for anything not an integer).
-Breakdown: per problem type (a problem can have several; it counts in each).
+Breakdown: per problem type (a problem can have several, kept as `Algebra, Geometry`; it counts in each).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tasks.data import load_rows, require_fields
 
 HUB_ID = "MathArena/hmmt_feb_2025"
 HUB_SPLIT = "train"  # MathArena publishes each competition as one `train` split
+TYPE_JOIN = ", "  # a problem's types as one text: reports filter and sort by plain values
 
 
 class HMMT2025(AIME2025):
@@ -34,7 +35,7 @@ class HMMT2025(AIME2025):
             require_fields(row, ["problem", "answer"], source)
             number = row.get("problem_idx", row.get("id"))
             sample = self.to_sample(str(number if number is not None else i + 1), row)
-            sample.metadata["problem_type"] = problem_types(row.get("problem_type"))
+            sample.metadata["problem_type"] = TYPE_JOIN.join(problem_types(row.get("problem_type"))) or None
             samples.append(sample)
         return samples[:limit] if limit else samples
 
@@ -42,8 +43,9 @@ class HMMT2025(AIME2025):
         result = super().aggregate(samples, scored)
         by_type: dict[str, list[Scored]] = {}
         for s in scored:
-            for kind in samples[s.sample_id].metadata.get("problem_type") or []:
+            for kind in (samples[s.sample_id].metadata.get("problem_type") or "").split(TYPE_JOIN):
                 by_type.setdefault(kind, []).append(s)
+        by_type.pop("", None)
         if by_type:
             result["breakdowns"]["problem_type"] = {k: metrics.accuracy(v) for k, v in sorted(by_type.items())}
         return result

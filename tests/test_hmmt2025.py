@@ -49,7 +49,7 @@ def test_hub_parquet_loads_ids_prompts_and_types(hmmt_file: Path):
     assert samples[1].target == "2^{25} \\cdot 26!"
     assert samples[0].messages[0].text().startswith(HMMT_ROWS[0]["problem"])
     assert "\\boxed{}" in samples[0].messages[0].text()
-    assert samples[2].metadata["problem_type"] == ["Algebra", "Geometry"]
+    assert samples[2].metadata["problem_type"] == "Algebra, Geometry"
     assert HMMT2025.default_repeats == 64 and HMMT2025().default_params.temperature == 1.0
 
 
