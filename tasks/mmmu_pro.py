@@ -131,7 +131,7 @@ class MMMUPro:
         accuracy["fallback"] = {
             "policy": self.fallback,
             "seed": SEED if self.fallback == "random" else None,
-            "draw": "random.Random(f'42:{key}').choice(letters)" if self.fallback == "random" else "counted wrong",
+            "draw": f"random.Random('{SEED}:' + key).choice(letters)" if self.fallback == "random" else "counted wrong",
             "count": len(drawn), "right": sum(s.correct for s in drawn), "keys": [s.key for s in drawn],
         }
         breakdowns = {group: metrics.group_by(scored, samples, metrics.metadata_field(group))

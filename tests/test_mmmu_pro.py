@@ -137,3 +137,16 @@ def test_wrong_split_option_and_missing_config_folder_are_user_errors(tmp_path, 
     with pytest.raises(UserError, match="no 'standard \\(10 options\\)' folder"):
         MMMUPro("standard").load(str(only_vision), None, None)
     assert png()  # the fixture's images are real PNGs
+
+
+def test_vision_options_may_be_a_list_column(tmp_path):
+    """The hub's vision card types `options` as a sequence of strings in some snapshots: both load."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, vision = fixture_rows()
+    rows = [{**r, "options": list(opts)} for r, (_, _, opts, _, _) in zip(vision, PRO_ROWS)]
+    (tmp_path / VISION_DIR).mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / VISION_DIR / "test-00000-of-00001.parquet")
+    samples = MMMUPro("vision").load(str(tmp_path), None, None)
+    assert samples[1].choices == {"A": "<image 3>", "B": "<image 2>", "C": "<image 1>", "D": "None of these"}
