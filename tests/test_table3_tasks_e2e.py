@@ -43,6 +43,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
                "--out", str(root / "runs" / "replay"), "--quiet")
     assert proc.returncode == 0, proc.stderr
     out["replay"] = list((root / "runs" / "replay").iterdir())
+    hmmt_preds = root / "hmmt_preds.jsonl"  # two repeats per problem, keyed `<id>#<repeat>`
+    hmmt_preds.write_text("".join(json.dumps({"key": f"{i}#{k}", "response": "\\boxed{4.5\\sqrt{3}}"}) + "\n"
+                                  for i in range(1, 5) for k in range(2)))
+    proc = cli("run", "hmmt2025", "--model", f"replay:{hmmt_preds}", "--data", str(data["hmmt"]),
+               "--out", str(root / "runs" / "hmmt_replay"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    out["hmmt_replay"] = list((root / "runs" / "hmmt_replay").iterdir())
     return out
 
 
@@ -54,6 +61,14 @@ def test_replay_scores_from_the_file_and_counts_the_no_letter_answers(runs):
     proc = cli("score", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     assert json.loads((run_dir / "results.json").read_text())["metrics"]["accuracy"]["value"] == pytest.approx(1 / 3)
+
+
+def test_hmmt_replay_takes_its_repeats_from_the_file_and_scores_expressions(runs):
+    (run_dir,) = runs["hmmt_replay"]
+    result = json.loads((run_dir / "results.json").read_text())
+    assert result["spec"]["repeats"] == 2 and "avg@2" in result["metrics"]
+    assert result["metrics"]["accuracy"]["value"] == 0.25  # 4.5*sqrt(3) is problem 1's 9*sqrt(3)/2
+    assert result["breakdowns"]["problem_type"]["Geometry"]["value"] == 0.5
 
 
 def test_report_shows_each_task_with_its_breakdowns_and_explorer(runs, tmp_path):
