@@ -138,6 +138,15 @@ def test_mmmu_pro_scoring_agrees_with_the_official_evaluate_on_every_reply():
     assert not disagreements, disagreements[:5]
 
 
+def test_the_official_parser_draws_at_random_on_0_standard_and_48_vision_released_replies():
+    """The data README says 42 for the vision file; the official parser itself finds no letter in 48."""
+    official = official_evaluate()
+    drawn = {name: [r["id"] for r in released(name) if official.mmmu_process_results(dict(r))["pred_indexs"] == FALLBACK]
+             for name in FILES}
+    assert {name: len(ids) for name, ids in drawn.items()} == {FILES[0]: 0, FILES[1]: 48}
+    assert "validation_Accounting_29" in drawn[FILES[1]]  # `Answer: B` where the nested options give only A
+
+
 def test_the_parse_table_is_the_official_parse():
     official = official_evaluate()
     options = str(list(TEXTS.values()))
