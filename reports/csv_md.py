@@ -11,7 +11,8 @@ import io
 from dataclasses import asdict
 from typing import Any
 
-from reports.leaderboard import Column, is_metric, mean_of_runs, mean_tokens, pct, published_value, rate
+from reports.leaderboard import (Column, is_metric, mean_of_runs, mean_tokens, pct, published_text, published_value,
+                                 rate)
 from reports.runs import LoadedRun, Row, mode_label
 
 CSV_COLUMNS = (
@@ -112,7 +113,7 @@ def render_markdown(rows: list[Row], columns: list[Column], published: dict[str,
             for r in rows]
     for m in published["models"]:
         if m["name"] == "STEP3-VL-10B":
-            cells = [f"{v:.2f}" if (v := published_value(m["scores"], c)) is not None else "" for c in used]
+            cells = [published_text(v) if (v := published_value(m["scores"], c)) is not None else "" for c in used]
             body.append([f"*{md_text(m['name'])} · {mode_label(m['mode'], None)} (published)*"] + cells)
     lines += md_table(["configuration"] + [md_text(c.label) for c in used], body)
     lines += ["", "| run | task | status | requests | errors | truncated | unparsed | fallback | tokens/request |",

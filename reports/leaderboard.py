@@ -7,6 +7,7 @@ Values in results.json are fractions in [0, 1]; reports show percentages with tw
 from __future__ import annotations
 
 import json
+from decimal import ROUND_HALF_UP, Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -95,6 +96,11 @@ class RunRates:
 
 def load_published(path: Path = PUBLISHED_FILE) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def published_text(value: float) -> str:
+    """A published number as the report prints it; a derived mean (92.315) rounds half up, as by hand."""
+    return str(Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def pct(value: float) -> str:
@@ -278,7 +284,7 @@ def published_rows(columns: list[Column], published: dict[str, Any]) -> list[Boa
         for col in columns:
             v = published_value(m["scores"], col)
             copied = f"; {published.get('copied_note')}" if col.task in m.get("copied", ()) else ""
-            cells.append(Cell(v, f"{v:.2f}" + ("*" if copied else ""), title=f"published: {m['name']} {mode}, {m['table']}{copied}")
+            cells.append(Cell(v, published_text(v) + ("*" if copied else ""), title=f"published: {m['name']} {mode}, {m['table']}{copied}")
                          if v is not None else Cell(None))
         out.append(BoardRow(f"{m['name']} · {mode}", "published", m["mode"], cells, m["table"]))
     return out

@@ -220,7 +220,9 @@ def test_csv_holds_published_numbers_as_fractions_with_their_source(report):
     assert step_sere.loc["mmmu", "value"] == pytest.approx(0.7811)
     assert step_sere.loc["aime2025", "value"] == pytest.approx(0.8766)
     assert "does not state the MMMU split" in step_sere.loc["mmmu", "note"]
-    assert len(pub) == 10 * 5
+    assert step_sere.loc["mmmu_pro_overall", "value"] == pytest.approx(0.6408)  # beside standard + vision's mean
+    assert "mean of the standard (10 options) and vision" in step_sere.loc["mmmu_pro_overall", "note"]
+    assert len(pub) == 10 * 5 + 6 * 3  # Table 3's three more rows for its six columns; Tables 1-2 have five
 
 
 def test_markdown_summary_shows_scores_ci_rates_and_published_reference(fixture_runs, report):
