@@ -120,7 +120,10 @@ def metric_cell(m: dict[str, Any], anchor: str = "") -> Cell:
 
 
 def columns_for(runs: list[LoadedRun], published: dict[str, Any]) -> list[Column]:
-    tasks = list(TASK_ORDER) + sorted({r.task for r in runs} - set(TASK_ORDER))
+    """The tasks the runs cover, in Table 3's order (all twelve columns of a full Table 3 are wider than
+    a page), each derived column after the last of its parts."""
+    ran = {r.task for r in runs}
+    tasks = [t for t in TASK_ORDER if t in ran] + sorted(ran - set(TASK_ORDER))
     columns = []
     for t in tasks:
         info = published["tasks"].get(t, {})
@@ -128,6 +131,8 @@ def columns_for(runs: list[LoadedRun], published: dict[str, Any]) -> list[Column
                                      info.get("metric"), info.get("caveat")) if x)
         columns.append(Column(t, info.get("label", t), note))
     for name, (label, parts) in MEAN_COLUMNS.items():
+        if not ran & set(parts):
+            continue
         at = max(i for i, c in enumerate(columns) if c.task in parts) + 1
         info = published["tasks"].get(name, {})
         note = "; ".join(x for x in (info.get("metric"), info.get("caveat")) if x)
