@@ -196,3 +196,16 @@ def test_the_report_shows_every_task_beside_the_published_table3_rows_in_chromiu
         assert cells[6] == f"{100 * sum(pro) / 2:.2f}"  # MMMU-Pro: the mean of its two settings
     assert "mean of the standard (10 options) and vision settings" in notes
     assert "does not state the MathVista split" in notes and "HMMT25" in notes
+
+
+def test_table3_runs_in_pacore_mode_too(suite, tmp_path):
+    out = tmp_path / "pacore"
+    proc = cli("run", "table3", "--model", "mock", "--mode", "pacore", "--pacore-widths", "2", *suite["flags"],
+               "--samples", "1", "--limit", "1", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    found = results(out)
+    assert sorted(found) == sorted(TABLE3)
+    for task, result in found.items():
+        assert result["spec"]["mode"] == "pacore" and result["spec"]["pacore_widths"] == [2], task
+        assert result["status"] == "complete" and result["counts"]["errors"] == 0, task
+        assert result["counts"]["requests"] >= 1, task
