@@ -181,6 +181,8 @@ def test_the_report_shows_every_task_beside_the_published_table3_rows_in_chromiu
         browser.open(suite["html"].as_uri())
         board = browser.eval(BOARD)
         notes = browser.eval('document.querySelector("#leaderboard ul.caveats").textContent')
+        fit = browser.eval('[document.querySelector("#leaderboard .scroll").scrollWidth, '
+                           'document.querySelector("#leaderboard .scroll").clientWidth]')
         browser.screenshot(suite["root"] / "table3.png")
     header, rows = board[0], {re.sub(r"\s+(published|script, not a model).*", "", r[0]): r[1:] for r in board[1:]}
     assert [h.rstrip("†") for h in header] == ["configuration", *COLUMNS]  # † : a note below the table
@@ -194,6 +196,7 @@ def test_the_report_shows_every_task_beside_the_published_table3_rows_in_chromiu
             assert cells[at] == f"{100 * mock[task]['metrics']['accuracy']['value']:.2f}"
         pro = [mock[t]["metrics"]["accuracy"]["value"] for t in ("mmmu_pro", "mmmu_pro_vision")]
         assert cells[6] == f"{100 * sum(pro) / 2:.2f}"  # MMMU-Pro: the mean of its two settings
+    assert fit[0] <= fit[1], f"the twelve columns scroll sideways at 1400 px: {fit}"
     assert "mean of the standard (10 options) and vision settings" in notes
     assert "does not state the MathVista split" in notes and "HMMT25" in notes
 
