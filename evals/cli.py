@@ -160,7 +160,7 @@ def build_parser() -> ArgumentParser:
                        epilog="example:\n  step3vl-eval score runs/aime2025-step3-vl-sere-1a2b3c4d5e",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("run_dir")
-    sub.add_parser("list", help="list tasks, adapters and modes", epilog="example:\n  step3vl-eval list",
+    sub.add_parser("list", help="list tasks, suites, adapters and modes", epilog="example:\n  step3vl-eval list",
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     g = sub.add_parser("gate", help="fail CI on a regression that noise cannot explain", epilog=GATE_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
