@@ -284,7 +284,8 @@ def data_for(task: str, values: list[str] | str | None, tasks: list[str], suite:
             per_task[name] = path
         else:
             plain.append(v)
-    if plain == ["bundled"]:  # not a path: every task's own bundled data (outside a suite, a task without any is refused)
+    # not a path: every task's own bundled data (outside a suite, a task without any is refused)
+    if plain == ["bundled"]:
         return per_task.get(task, "bundled" if task in BUNDLED_TASKS or not suite else None)
     if len(plain) > 1 or (plain and len(tasks) > 1):
         raise UserError("with several tasks or several --data values, write --data TASK=PATH")

@@ -289,8 +289,8 @@ def published_rows(columns: list[Column], published: dict[str, Any]) -> list[Boa
         for col in columns:
             v = published_value(m["scores"], col)
             copied = f"; {published.get('copied_note')}" if col.task in m.get("copied", ()) else ""
-            cells.append(Cell(v, published_text(v) + ("*" if copied else ""), title=f"published: {m['name']} {mode}, {m['table']}{copied}")
-                         if v is not None else Cell(None))
+            title = f"published: {m['name']} {mode}, {m['table']}{copied}"
+            cells.append(Cell(v, published_text(v) + ("*" if copied else ""), title=title) if v is not None else Cell(None))
         out.append(BoardRow(f"{m['name']} · {mode}", "published", m["mode"], cells, m["table"]))
     return out
 
