@@ -109,6 +109,14 @@ def test_table3_runs_every_task_at_the_reports_settings(suite):
     assert suite["mock"]["mmmu"]["spec"]["data"].endswith("validation-00000-of-00001.parquet")
 
 
+def test_the_same_table3_command_again_resumes_each_tasks_run(suite):
+    out = suite["root"] / "mock"
+    before = {p: p.stat().st_size for p in out.glob("*/samples.jsonl")}
+    proc = cli("run", "table3", "--model", "mock", *suite["flags"], "--limit", LIMIT, "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert {p: p.stat().st_size for p in out.glob("*/samples.jsonl")} == before  # nine dirs, nothing sent again
+
+
 def test_a_replay_folder_gives_each_task_its_own_file_and_repeats(suite):
     assert sorted(suite["replay"]) == sorted(TABLE3)
     for task, replayed in suite["replay"].items():
