@@ -3,13 +3,12 @@
 `SUITES` is the one place that names them (no import-time registry). `step3vl-eval run table3 ...`
 runs the tasks of the STEP3-VL-10B report's Table 3; every flag applies to each of them, as when the
 tasks are named one by one. `plan` says how big a suite is at the report's settings, so that a user
-can budget a full run (README "A full Table 3").
+can budget a full run (README "The report's whole Table 3 in one command").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 
 
 @dataclass(frozen=True)
@@ -19,7 +18,7 @@ class Suite:
 
 
 SUITES: dict[str, Suite] = {
-    # Table 3's rows in the report's order: MMBench EN, CN (their mean is a report column), MMMU,
+    # Table 3's rows, in the order the leaderboard shows them: MMBench EN, CN (their mean is a report column), MMMU,
     # MMMU-Pro (standard 10 options and vision: the published figure sits beside their mean, see
     # reports/published.json), MathVision, MathVista, AIME 2025, HMMT25.
     "table3": Suite(("mmbench_en", "mmbench_cn", "mmmu", "mmmu_pro", "mmmu_pro_vision", "mathvision", "mathvista",
