@@ -21,6 +21,7 @@ RUN_EXAMPLE = """examples:
   step3vl-eval run mmmu --model openai/step3-vl --mode pacore --limit 50
   step3vl-eval run mathvision --model replay:preds.jsonl --data MATH-V/data/test.jsonl
   step3vl-eval run mathvision --model replay:preds.jsonl --data bundled   (testmini, shipped with the package)
+  step3vl-eval run table3 --model openai/step3-vl --mode pacore   (the report's Table 3: a suite of 9 tasks)
   step3vl-eval run aime2025 --config eval.toml --samples 8     (flags override the file)
   step3vl-eval run mmmu --model openai/qwen3-vl -O extra_body='{"chat_template_kwargs": {"enable_thinking": true}}'
   step3vl-eval run --task-file my_task.py:MyTask --model mock --log-to mlflow
@@ -50,7 +51,7 @@ class ArgumentParser(argparse.ArgumentParser):
 def add_run_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="evaluate a model on one or more tasks", epilog=RUN_EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tasks", nargs="*", help="task names (see `step3vl-eval list`)")
+    p.add_argument("tasks", nargs="*", help="task or suite names (see `step3vl-eval list`)")
     p.add_argument("--model", help="provider/name: openai/NAME, hf/ID_OR_DIR, vllm/ID_OR_DIR, replay:FILE, mock")
     p.add_argument("--base-url", action="append", dest="base_url", help="OpenAI-compatible endpoint (repeatable)")
     p.add_argument("--mode", choices=["sere", "pacore"], help="reasoning mode (default sere)")
@@ -160,7 +161,7 @@ def build_parser() -> ArgumentParser:
                        epilog="example:\n  step3vl-eval score runs/aime2025-step3-vl-sere-1a2b3c4d5e",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("run_dir")
-    sub.add_parser("list", help="list tasks, adapters and modes", epilog="example:\n  step3vl-eval list",
+    sub.add_parser("list", help="list tasks, suites, adapters and modes", epilog="example:\n  step3vl-eval list",
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     g = sub.add_parser("gate", help="fail CI on a regression that noise cannot explain", epilog=GATE_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -268,7 +269,11 @@ def merged_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def data_for(task: str, values: list[str] | str | None, tasks: list[str]) -> str | None:
+def data_for(task: str, values: list[str] | str | None, tasks: list[str], suite: bool = False) -> str | None:
+    """The --data of one task. With a suite, `bundled` means the bundled data of the suite's tasks that
+    ship some; the others load as they would without it (hub, or their TASK=PATH)."""
+    from tasks.data import BUNDLED_TASKS
+
     if not values:
         return None
     values = [values] if isinstance(values, str) else values
@@ -280,8 +285,9 @@ def data_for(task: str, values: list[str] | str | None, tasks: list[str]) -> str
             per_task[name] = path
         else:
             plain.append(v)
-    if plain == ["bundled"]:  # not a path: every task's own bundled data (a task without any is refused)
-        return per_task.get(task, "bundled")
+    # not a path: every task's own bundled data (outside a suite, a task without any is refused)
+    if plain == ["bundled"]:
+        return per_task.get(task, "bundled" if task in BUNDLED_TASKS or not suite else None)
     if len(plain) > 1 or (plain and len(tasks) > 1):
         raise UserError("with several tasks or several --data values, write --data TASK=PATH")
     return per_task.get(task) or (plain[0] if plain else None)
@@ -299,7 +305,7 @@ def parse_widths(value: str | None) -> list[int]:
     return widths
 
 
-def default_repeats(model: str, task_default: int) -> int:
+def default_repeats(model: str, task: str, task_default: int) -> int:
     """Replay's repeats come from its file (`id#k` keys: k + 1; plain ids: 1), not the task's default."""
     from model_adapters import parse_model
 
@@ -307,8 +313,19 @@ def default_repeats(model: str, task_default: int) -> int:
     if provider == "replay":
         from model_adapters.replay import repeats_for
 
-        return repeats_for(name)
+        return repeats_for(name, task)
     return task_default
+
+
+def check_replay_source(model: str, task: str) -> None:
+    """A replay folder with per-task entries but none for this task stops a suite before any run."""
+    from model_adapters import parse_model
+
+    provider, name = parse_model(model)
+    if provider == "replay":
+        from model_adapters.replay import source_for
+
+        source_for(name, task)
 
 
 def check_data_choice(task_name: str, data: str | None, model: str) -> None:
@@ -338,7 +355,7 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
     task_file = opts.get("task_file") if task_name == opts.get("file_task_name") else None
     check_options(opts["model"], opts["adapter_options"])
     task = get_task(task_name, opts["task_options"], task_file)
-    data = data_for(task_name, opts.get("data"), opts["tasks"])
+    data = data_for(task_name, opts.get("data"), opts["tasks"], bool(opts.get("suite")))
     check_data_choice(task_name, data, opts["model"])
     params = replace(task.default_params, **{k: opts[k] for k in PARAM_FLAGS if k in opts})
     if params.max_tokens < 1:
@@ -348,7 +365,8 @@ def spec_for(task_name: str, opts: dict[str, Any]) -> RunSpec:
         raise UserError("--timeout must be more than 0 seconds")
     if opts.get("max_retries") is not None and opts["max_retries"] < 0:
         raise UserError("--max-retries must be 0 or more")
-    repeats = opts["samples"] if "samples" in opts else default_repeats(opts["model"], task.default_repeats)
+    check_replay_source(opts["model"], task_name)
+    repeats = opts["samples"] if "samples" in opts else default_repeats(opts["model"], task_name, task.default_repeats)
     if repeats < 1:
         raise UserError("--samples must be at least 1")
     if opts.get("limit") is not None and opts["limit"] < 1:
@@ -519,13 +537,14 @@ def resume_spec(args: argparse.Namespace, run_dir: Path) -> RunSpec:
 def command_run(args: argparse.Namespace) -> int:
     from evals import runner
     from reports import trackers
+    from tasks import suites
 
     if args.resume:
         run_dir = Path(args.resume)
         jobs = [(resume_spec(args, run_dir), run_dir)]
     else:
         opts = merged_options(args)
-        opts["tasks"] = list(opts.get("tasks") or [])
+        opts["tasks"], opts["suite"] = suites.expand(list(opts.get("tasks") or []))
         add_file_task(opts)
         if not opts["tasks"]:
             raise UserError("name at least one task (see `step3vl-eval list`)")
@@ -559,6 +578,7 @@ def command_list(args: argparse.Namespace) -> int:
     from evals.modes import MODES
     from model_adapters import adapter_origins
     from tasks import task_origins
+    from tasks.suites import SUITES, plan
 
     tasks, adapters = task_origins(), adapter_origins()
     width = max(len(name) for name, _ in [*tasks, *adapters]) + 2
@@ -568,6 +588,11 @@ def command_list(args: argparse.Namespace) -> int:
     print("adapters:")
     for name, origin in adapters:
         print(f"  {name:<{width}}{origin}" + ("   (a scripted smoke-test tool)" if name == "mock" else ""))
+    print("suites:")
+    for name, suite in SUITES.items():
+        sizes = {mode: sum(r.generations for r in plan(name, mode)) for mode in MODES}
+        print(f"  {name:<{width}}{suite.about}; {sizes['sere']:,} model calls in SeRe, {sizes['pacore']:,} in PaCoRe\n"
+              f"  {'':<{width}}{', '.join(suite.tasks)}")
     print("modes:    " + ", ".join(MODES))
     return 0
 

@@ -9,6 +9,9 @@
 - a VLMEvalKit prediction file (`.xlsx` / `.tsv` with `index` and `prediction`) or an lmms-eval
   `--log_samples` file (model_adapters/formats.py),
 - or a folder: every `*.json` / `*.jsonl` / `*.xlsx` / `*.tsv` under it (MMMU's per-subject folders).
+  A folder of several tasks' predictions (`run table3 --model replay:DIR`) holds one entry per task,
+  named after it: `DIR/<task>.jsonl`, `DIR/<task>.json` or a folder `DIR/<task>/` (`source_for`), so
+  that tasks sharing ids (`mmmu_pro`, `mmmu_pro_vision`) and their repeats stay apart.
 A record found by `key` (`<id>#<repeat>`) answers that repeat; one found by `id` answers every repeat.
 Repeats come from the file unless `--samples` says otherwise: keys up to `<id>#k` make k + 1 repeats,
 plain ids make 1 (`repeats_in_file`). A file that answers fewer than MIN_MATCH of the samples is an
@@ -130,11 +133,40 @@ def repeats_in_file(predictions: dict[str, str]) -> int:
     return 1 + max((k for k in (split_key(i)[1] for i in predictions) if k is not None), default=0)
 
 
-def repeats_for(name: str) -> int:
-    """The repeats of `--model replay:NAME` when `--samples` is not given."""
+TASK_ENTRY_SUFFIXES = ("", ".jsonl", ".json", *VLMEVALKIT_SUFFIXES)
+
+
+def task_entries(folder: Path) -> dict[str, Path]:
+    """A folder's entries named after a task (`mmmu.jsonl`, `aime2025/`): task name -> path."""
+    from tasks import TASKS
+
+    found = {}
+    for task in TASKS:
+        for suffix in TASK_ENTRY_SUFFIXES:
+            path = folder / f"{task}{suffix}"
+            if path.exists() and path.is_dir() == (suffix == ""):
+                found.setdefault(task, path)
+    return found
+
+
+def source_for(name: str, task: str) -> Path:
+    """The predictions of `task` in `--model replay:NAME`: NAME itself, or, in a folder holding entries
+    named after tasks, the task's own entry (a folder with some but not this one is an input error)."""
     if not name:
         raise UserError("replay needs a file: --model replay:PATH")
-    return repeats_in_file(load_predictions(Path(name)))
+    path = Path(name)
+    entries = task_entries(path) if path.is_dir() else {}
+    if not entries:
+        return path
+    if task not in entries:
+        raise UserError(f"replay folder {path} has per-task entries ({', '.join(sorted(entries))}) but none for "
+                        f"{task}: add {task}.jsonl (or {task}/) or leave the task out")
+    return entries[task]
+
+
+def repeats_for(name: str, task: str) -> int:
+    """The repeats of `--model replay:NAME` for `task` when `--samples` is not given."""
+    return repeats_in_file(load_predictions(source_for(name, task)))
 
 
 def answered_ids(predictions: dict[str, str]) -> set[str]:
@@ -166,11 +198,10 @@ def check_coverage(source: str, predictions: dict[str, str], sample_ids: list[st
 
 class ReplayAdapter:
     def __init__(self, name: str, spec: RunSpec):
-        if not name:
-            raise UserError("replay needs a file: --model replay:PATH")
-        self.source = name
-        self.predictions = load_predictions(Path(name))
-        self.extractions = load_extractions(Path(name))
+        source = source_for(name, spec.task)
+        self.source = str(source)
+        self.predictions = load_predictions(source)
+        self.extractions = load_extractions(source)
 
     def check_samples(self, sample_ids: list[str], repeats: int) -> None:
         """Called by the runner before anything is written: refuse a file for other data, note gaps."""

@@ -11,7 +11,8 @@ import io
 from dataclasses import asdict
 from typing import Any
 
-from reports.leaderboard import Column, is_metric, mean_tokens, pct, rate
+from reports.leaderboard import (Column, is_metric, mean_of_runs, mean_tokens, pct, published_text, published_value,
+                                 rate)
 from reports.runs import LoadedRun, Row, mode_label
 
 CSV_COLUMNS = (
@@ -94,18 +95,25 @@ def md_cell(run: LoadedRun | None) -> str:
     return text + ("" if run.result.status == "complete" else f" ({md_text(run.result.status)})")
 
 
+def md_mean_cell(row: Row, col: Column) -> str:
+    """A derived column (MMBench EN+CN, MMMU-Pro): the mean of the parts, once every part has run."""
+    cell = mean_of_runs([row.runs.get(p) for p in col.parts], None)
+    return f"**{cell.text}** [{cell.ci.replace('–', ', ')}] {cell.n}" if cell.value is not None else ""
+
+
 def md_table(header: list[str], lines: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return out + ["| " + " | ".join(line) + " |" for line in lines]
 
 
 def render_markdown(rows: list[Row], columns: list[Column], published: dict[str, Any], title: str) -> str:
-    used = [c for c in columns if any(c.task in r.runs for r in rows)]
+    used = [c for c in columns if any(t in r.runs for r in rows for t in (c.parts or (c.task,)))]
     lines = [f"## {md_text(title)}", "", "Accuracy in percent, [95% CI], n questions (k samples each).", ""]
-    body = [[md_text(r.label)] + [md_cell(r.runs.get(c.task)) for c in used] for r in rows]
+    body = [[md_text(r.label)] + [md_mean_cell(r, c) if c.parts else md_cell(r.runs.get(c.task)) for c in used]
+            for r in rows]
     for m in published["models"]:
         if m["name"] == "STEP3-VL-10B":
-            cells = [f"{m['scores'][c.task]:.2f}" if c.task in m["scores"] else "" for c in used]
+            cells = [published_text(v) if (v := published_value(m["scores"], c)) is not None else "" for c in used]
             body.append([f"*{md_text(m['name'])} · {mode_label(m['mode'], None)} (published)*"] + cells)
     lines += md_table(["configuration"] + [md_text(c.label) for c in used], body)
     lines += ["", "| run | task | status | requests | errors | truncated | unparsed | fallback | tokens/request |",

@@ -7,6 +7,7 @@ Values in results.json are fractions in [0, 1]; reports show percentages with tw
 from __future__ import annotations
 
 import json
+from decimal import ROUND_HALF_UP, Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -14,10 +15,15 @@ from typing import Any, TypeGuard
 from reports.runs import LoadedRun, Row, settings_summary
 
 PUBLISHED_FILE = Path(__file__).with_name("published.json")
-TASK_ORDER = ("mmbench_en", "mmbench_cn", "mmmu", "mathvision", "aime2025")
+# Table 3's rows, in the order the README and the issue name them (the report's own order differs).
+TASK_ORDER = ("mmbench_en", "mmbench_cn", "mmmu", "mmmu_pro", "mmmu_pro_vision", "mathvision", "mathvista", "aime2025",
+              "hmmt2025")
 HEADLINE = "accuracy"
-# The report's headline MMBench number is the mean of EN and CN: a derived column, never saved data.
-MEAN_COLUMNS = {"mmbench_mean": ("MMBench EN+CN", ("mmbench_en", "mmbench_cn"))}
+# Derived columns, never saved data: the report's headline MMBench number is the mean of EN and CN;
+# its one MMMU-Pro figure is set beside the mean of the standard and vision settings, MMMU-Pro's own
+# overall score (reports/published.json says so under `mmmu_pro_overall`).
+MEAN_COLUMNS = {"mmbench_mean": ("MMBench EN+CN", ("mmbench_en", "mmbench_cn")),
+                "mmmu_pro_overall": ("MMMU-Pro", ("mmmu_pro", "mmmu_pro_vision"))}
 # A share of a run's requests at or above which a count changes how far its score can be trusted:
 # the score's cell carries a flag, and the runs table marks the rate. (count, threshold, what it means)
 RATE_FLAGS = (
@@ -92,6 +98,11 @@ def load_published(path: Path = PUBLISHED_FILE) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def published_text(value: float) -> str:
+    """A published number as the report prints it; a derived mean (92.315) rounds half up, as by hand."""
+    return str(Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
 def pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
@@ -109,7 +120,10 @@ def metric_cell(m: dict[str, Any], anchor: str = "") -> Cell:
 
 
 def columns_for(runs: list[LoadedRun], published: dict[str, Any]) -> list[Column]:
-    tasks = list(TASK_ORDER) + sorted({r.task for r in runs} - set(TASK_ORDER))
+    """The tasks the runs cover, in Table 3's order (all twelve columns of a full Table 3 are wider than
+    a page), each derived column after the last of its parts."""
+    ran = {r.task for r in runs}
+    tasks = [t for t in TASK_ORDER if t in ran] + sorted(ran - set(TASK_ORDER))
     columns = []
     for t in tasks:
         info = published["tasks"].get(t, {})
@@ -117,14 +131,27 @@ def columns_for(runs: list[LoadedRun], published: dict[str, Any]) -> list[Column
                                      info.get("metric"), info.get("caveat")) if x)
         columns.append(Column(t, info.get("label", t), note))
     for name, (label, parts) in MEAN_COLUMNS.items():
+        if not ran & set(parts):
+            continue
         at = max(i for i, c in enumerate(columns) if c.task in parts) + 1
-        columns.insert(at, Column(name, label, f"the mean of {' and '.join(parts)}, as the report's headline", parts))
+        info = published["tasks"].get(name, {})
+        note = "; ".join(x for x in (info.get("metric"), info.get("caveat")) if x)
+        columns.insert(at, Column(name, info.get("label", label),
+                                  note or f"the mean of {' and '.join(parts)}, as the report's headline", parts))
     return columns
+
+
+def published_value(scores: dict[str, float], col: Column) -> float | None:
+    """A model's published number for a column: its own, else (a derived column) the mean of its parts'."""
+    if col.task in scores:
+        return scores[col.task]
+    return published_mean(scores, col.parts) if col.parts else None
 
 
 # The split a task loads when a run names none (tasks/*.py `load`); runs saved it as null.
 DEFAULT_SPLITS = {"mmbench_en": "dev", "mmbench_cn": "dev", "mmmu": "validation", "mathvision": "test",
-                  "aime2025": "test"}
+                  "aime2025": "test", "mmmu_pro": "test", "mmmu_pro_vision": "test", "mathvista": "testmini",
+                  "hmmt2025": "train"}
 
 
 def disabled_top_k(value: Any) -> Any:
@@ -241,7 +268,7 @@ def board_rows(rows: list[Row], columns: list[Column], published: dict[str, Any]
         cells = []
         for col in columns:
             if col.parts:
-                reference = next((published_mean(m["scores"], col.parts) for m in published["models"]
+                reference = next((published_value(m["scores"], col) for m in published["models"]
                                   if m["name"] == "STEP3-VL-10B" and m["mode"] == row.mode), None)
                 parts = [row.runs.get(p) for p in col.parts]
                 mismatch = "; ".join(f"{p.task}: {why}" for p in parts if p and (why := published_mismatch(p, published)))
@@ -260,9 +287,10 @@ def published_rows(columns: list[Column], published: dict[str, Any]) -> list[Boa
         mode = {"sere": "SeRe", "pacore": "PaCoRe"}.get(m["mode"] or "", "as reported")
         cells = []
         for col in columns:
-            v = published_mean(m["scores"], col.parts) if col.parts else m["scores"].get(col.task)
-            cells.append(Cell(v, f"{v:.2f}", title=f"published: {m['name']} {mode}, {m['table']}")
-                         if v is not None else Cell(None))
+            v = published_value(m["scores"], col)
+            copied = f"; {published.get('copied_note')}" if col.task in m.get("copied", ()) else ""
+            title = f"published: {m['name']} {mode}, {m['table']}{copied}"
+            cells.append(Cell(v, published_text(v) + ("*" if copied else ""), title=title) if v is not None else Cell(None))
         out.append(BoardRow(f"{m['name']} · {mode}", "published", m["mode"], cells, m["table"]))
     return out
 

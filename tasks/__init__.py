@@ -18,6 +18,9 @@ TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "mmbench_cn": ("tasks.mmbench:MMBench", {"lang": "cn"}),
     "mathvision": ("tasks.mathvision:MathVision", {}),
     "mathvista": ("tasks.mathvista:MathVista", {}),
+    "mmmu_pro": ("tasks.mmmu_pro:MMMUPro", {"setting": "standard"}),
+    "mmmu_pro_vision": ("tasks.mmmu_pro:MMMUPro", {"setting": "vision"}),
+    "hmmt2025": ("tasks.hmmt2025:HMMT2025", {}),
 }
 
 
@@ -46,7 +49,10 @@ def get_task(name: str, options: dict[str, Any] | None = None, task_file: str | 
     found = plugins.entry_points(plugins.TASK_GROUP).get(name)
     if found is None:
         known = sorted({*TASKS, *plugins.entry_points(plugins.TASK_GROUP)})
-        raise UserError(f"unknown task {name!r} (known: {', '.join(known)}; or --task-file path.py:ClassName)")
+        from tasks.suites import SUITES
+
+        raise UserError(f"unknown task {name!r} (known: {', '.join(known)}; suites: {', '.join(SUITES)}; "
+                        "or --task-file path.py:ClassName)")
     what = f"task {name!r} ({found.origin})"
     task = plugins.build_task(plugins.import_target(found.target, what), options, what)
     if task.name != name:

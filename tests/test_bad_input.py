@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from chat_server import ChatServer
 from conftest import cli
+from fixtures_table3 import HMMT_ROWS, fixture_rows, write_hmmt, write_mmmu_pro
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -51,6 +52,12 @@ def bad_cases(data: Path, tmp: Path) -> dict[str, list[str]]:
         fh.truncate(2**28)
     config_dir = tmp / "config_dir.toml"
     config_dir.mkdir()
+    standard, vision = fixture_rows()
+    pro_no_options = write_mmmu_pro(tmp / "pro_no_options", [{k: v for k, v in r.items() if k != "options"}
+                                                             for r in standard], vision)
+    pro_no_image = write_mmmu_pro(tmp / "pro_no_image", standard, [{k: v for k, v in r.items() if k != "image"}
+                                                                   for r in vision])
+    hmmt_no_answers = write_hmmt(tmp / "hmmt.parquet", [{k: v for k, v in r.items() if k != "answer"} for r in HMMT_ROWS])
     base = ["run", "aime2025", "--data", str(data)]
     return {
         "unknown task": ["run", "nosuchtask", "--model", "mock"],
@@ -74,6 +81,10 @@ def bad_cases(data: Path, tmp: Path) -> dict[str, list[str]]:
         "config value of the wrong type": [*base, "--config", str(wrong_type)],
         "missing config file": [*base, "--config", str(tmp / "none.toml")],
         "a 1 GB line in a data file": ["run", "aime2025", "--model", "mock", "--data", str(huge_line)],
+        "an MMMU-Pro parquet without options": ["run", "mmmu_pro", "--model", "mock", "--data", str(pro_no_options)],
+        "an MMMU-Pro vision parquet without the image": ["run", "mmmu_pro_vision", "--model", "mock", "--data",
+                                                          str(pro_no_image)],
+        "an HMMT file without answers": ["run", "hmmt2025", "--model", "mock", "--data", str(hmmt_no_answers)],
         "a 256 MB cell in a TSV": ["run", "mmbench_en", "--model", "mock", "--data", str(huge_tsv)],
         "a directory where the config file should be": [*base, "--config", str(config_dir)],
         "a directory where the data file should be (empty)": ["run", "aime2025", "--model", "mock", "--data", str(config_dir)],

@@ -75,3 +75,59 @@ def test_each_protocol_difference_is_named(tmp_path):
     assert mismatch(limit=1) == "limit 1 (published: the whole split)"
     assert pacore_mismatch([16]) == ""
     assert pacore_mismatch([4]) == "PaCoRe widths [4] (published: [16])"
+
+
+def pro_runs(tmp_path: Path, **spec_fields) -> list:
+    """mmmu_pro and mmmu_pro_vision replayed on the hub-schema fixture (right on the first question)."""
+    from fixtures_table3 import PRO_ROWS, write_mmmu_pro
+
+    data = write_mmmu_pro(tmp_path / "MMMU_Pro")
+    replay = tmp_path / "pro.jsonl"
+    replay.write_text("".join(json.dumps({"id": r[0], "response": f"Answer: {r[3] if i == 0 else 'J'}"}) + "\n"
+                              for i, r in enumerate(PRO_ROWS)))
+    dirs = [str(runner.run(RunSpec(task=task, model=f"replay:{replay}", data=str(data), params=REPORT_PARAMS,
+                                   out=str(tmp_path / "runs"), **spec_fields), show_progress=False)[0])
+            for task in ("mmmu_pro", "mmmu_pro_vision")]
+    return load_runs(dirs)
+
+
+def mean_cell(runs: list):
+    columns = columns_for(runs, PUBLISHED)
+    at = [c.task for c in columns].index("mmmu_pro_overall")
+    assert [c.task for c in columns][at - 2:at] == ["mmmu_pro", "mmmu_pro_vision"]
+    (row,) = board_rows(group_rows(runs), columns, PUBLISHED)
+    return row, at
+
+
+def test_mmmu_pros_published_figure_sits_beside_the_mean_of_standard_and_vision(tmp_path):
+    row, at = mean_cell(pro_runs(tmp_path))
+    assert row.cells[at].text == f"{100 / 3:.2f}"  # (1/3 + 1/3) / 2
+    assert row.cells[at].delta == f"{100 / 3 - 64.08:+.2f}" and not row.cells[at].delta_note
+    assert row.cells[at - 2].delta == row.cells[at - 1].delta == ""  # no published number per setting
+    assert not row.cells[at - 2].delta_note
+
+
+def test_mmmu_pro_mean_gets_no_delta_when_a_setting_is_not_the_published_protocol(tmp_path):
+    row, at = mean_cell(pro_runs(tmp_path, limit=2))
+    assert row.cells[at].delta == ""
+    assert row.cells[at].delta_note == ("no Δ to the published 64.08: mmmu_pro: limit 2 (published: the whole split); "
+                                        "mmmu_pro_vision: limit 2 (published: the whole split)")
+
+
+def test_mathvista_and_hmmt_match_their_assumed_settings(tmp_path):
+    from fixtures_table3 import write_hmmt
+    from test_mathvista import PROBLEMS, write_folder
+
+    vista = write_folder(tmp_path / "mathvista" / "data", PROBLEMS)
+    hmmt = write_hmmt(tmp_path / "hmmt.jsonl")
+
+    def mismatch(task: str, data: Path, **fields) -> str:
+        (run,) = load_runs([str(runner.run(RunSpec(task=task, model="mock", data=str(data), params=REPORT_PARAMS,
+                                                   out=str(tmp_path / "runs"), **fields), show_progress=False)[0])])
+        return published_mismatch(run, PUBLISHED)
+
+    assert mismatch("mathvista", vista) == ""  # testmini: the split papers report, assumed
+    assert mismatch("hmmt2025", hmmt, repeats=64) == ""
+    assert mismatch("hmmt2025", hmmt, repeats=2) == "k=2 (published: k=64)"
+    assert [m["scores"].get("mathvista") for m in PUBLISHED["models"][:2]] == [83.97, 85.50]
+    assert [m["scores"].get("hmmt2025") for m in PUBLISHED["models"][:2]] == [78.18, 92.14]

@@ -221,7 +221,9 @@ def test_csv_holds_published_numbers_as_fractions_with_their_source(report):
     assert step_sere.loc["mmmu", "value"] == pytest.approx(0.7811)
     assert step_sere.loc["aime2025", "value"] == pytest.approx(0.8766)
     assert "does not state the MMMU split" in step_sere.loc["mmmu", "note"]
-    assert len(pub) == 10 * 5
+    assert step_sere.loc["mmmu_pro_overall", "value"] == pytest.approx(0.6408)  # beside standard + vision's mean
+    assert "mean of the standard (10 options) and vision" in step_sere.loc["mmmu_pro_overall", "note"]
+    assert len(pub) == 10 * 5 + 6 * 3  # Table 3's three more rows for its six columns; Tables 1-2 have five
 
 
 def test_markdown_summary_shows_scores_ci_rates_and_published_reference(fixture_runs, report):
@@ -304,7 +306,9 @@ def test_html_leaderboard_has_scores_ci_n_published_rows_and_caveats(fixture_run
     assert f">{100 * acc['value']:.2f}</a>" in html
     assert f"{100 * acc['ci'][0]:.2f}–{100 * acc['ci'][1]:.2f} · n=3, k=2" in html
     assert html.count('<span class="badge pub">published</span>') >= 10
-    assert "The report does not state the MathVision split" in html
+    assert "Published settings: temperature 1.0" in html and "avg@64" in html
+    # columns are the tasks the runs cover (a full Table 3 is twelve): no MathVision run, no MathVision note
+    assert "The report does not state the MathVision split" not in html
     assert "Qwen3-VL-235B-A22B-Thinking · as reported" in html
 
 
