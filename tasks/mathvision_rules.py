@@ -43,7 +43,7 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from tasks.latex2sympy_sidecar import original_parser
+from tasks.latex2sympy_sidecar import OriginalParser
 
 LETTERS = "ABCDE"
 ANSWER_PHRASES = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
@@ -342,37 +342,44 @@ def too_costly(expr: object) -> bool:
     return False
 
 
-def rounded_value(s: str) -> int | float | None:
+def rounded_value(s: str, parser: OriginalParser | None = None) -> int | float | None:
     """`round(eval(str(latex2sympy(s))), 2)` of the official scorer; None where it raises.
 
-    With the original parser in its sidecar (`tasks.latex2sympy_sidecar`) the text is parsed there
-    and the printout valued here without eval; otherwise the emulation below decides."""
-    parser = original_parser()
-    return sidecar_value(s, parser.python) if parser is not None else emulated_value(s)
+    With `parser` (the original in its sidecar, `tasks.latex2sympy_sidecar`) the text is parsed
+    there and the printout valued here without eval; without it the emulation below decides."""
+    return sidecar_value(s, parser) if parser is not None else emulated_value(s)
 
 
-def equality_engine() -> str:
-    """Which engine `rounded_value` uses (recorded in results.json)."""
-    parser = original_parser()
-    if parser is None:
-        return "emulation (set STEP3VL_LATEX2SYMPY_PYTHON to use the original latex2sympy2 1.9.1)"
-    return f"latex2sympy2 1.9.1 sidecar ({parser.python})"
-
-
-@lru_cache(maxsize=65536)
-def sidecar_value(s: str, python: str) -> int | float | None:
-    """`rounded_value` by the original parser (`python` keys the cache: one interpreter's answers)."""
+def sidecar_value(s: str, parser: OriginalParser) -> int | float | None:
+    """`rounded_value` by the original parser (its printouts are remembered per text by the parser)."""
     quick = quick_value(s)
     if quick is not NotImplemented:
         return quick
-    parser = original_parser()
-    printed = parser.printed(s) if parser is not None else None
+    return printed_value(parser.printed(s))
+
+
+def printed_value(printed: str | None) -> int | float | None:
     if printed is None:
         return None
     try:
         return rounded(evaluate_arithmetic(printed))
     except Exception:  # as the official try/except: any failure is "no value"
         return None
+
+
+def texts_to_parse(gold: str, answer: str) -> list[str]:
+    """The texts `official_equal(gold, answer)` may hand the parser (none where it decides on strings
+    or by the quick path): what a batch sends to the sidecar ahead of scoring."""
+    gold, answer = gold.lower(), answer.lower()
+    if not gold.replace(" ", "") or not answer.replace(" ", "") or gold.strip() == answer.strip():
+        return []
+    texts = []
+    for side in (gold, answer):
+        parts = side[1:-1].split(",")
+        if len(parts) >= 2 and side[:1] + side[-1:] in ("()", "[]"):
+            texts += [p for p in parts if "infty" not in p and p not in ("a", "-a")]
+        texts.append(side)
+    return [t for t in texts if quick_value(t) is NotImplemented]
 
 
 @lru_cache(maxsize=65536)
@@ -483,7 +490,7 @@ def rounded(value: object) -> int | float | None:
     return round(value, 2) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def round_tuple(s: str) -> str:
+def round_tuple(s: str, parser: OriginalParser | None = None) -> str:
     """The official `eval_tuple`: `(a,b,...)` / `[a,b,...]` with each element rounded to 2 decimals."""
     parts = s[1:-1].split(",")
     if len(parts) < 2 or s[:1] + s[-1:] not in ("()", "[]"):
@@ -493,21 +500,22 @@ def round_tuple(s: str) -> str:
         if "infty" in p or p in ("a", "-a"):
             out.append(p)
             continue
-        value = rounded_value(p)
+        value = rounded_value(p, parser)
         if value is None:
             return s
         out.append(str(value))
     return s[0] + ",".join(out) + s[-1]
 
 
-def official_equal(gold: str, answer: str) -> bool:
+def official_equal(gold: str, answer: str, parser: OriginalParser | None = None) -> bool:
+    """The official `is_equal`; `parser`: the original parser's sidecar (None: the emulation)."""
     gold, answer = gold.lower(), answer.lower()
     if not gold.replace(" ", "") or not answer.replace(" ", ""):
         return False
     if gold.strip() == answer.strip():
         return True
-    gold, answer = round_tuple(gold), round_tuple(answer)
+    gold, answer = round_tuple(gold, parser), round_tuple(answer, parser)
     if gold == answer:
         return True
-    g = rounded_value(gold)
-    return g is not None and g == rounded_value(answer)
+    g = rounded_value(gold, parser)
+    return g is not None and g == rounded_value(answer, parser)
