@@ -54,6 +54,7 @@ class OriginalParser:
         self.owner = os.getpid()
         self.lock = threading.Lock()
         self.cache: dict[str, str | None] = {}  # the parser is a pure function of its text
+        self.pending = b""  # read from the worker, not yet taken as a reply
 
     def command(self) -> list[str]:
         # -E -s: nothing from the environment or the user site goes before the side install
@@ -63,11 +64,10 @@ class OriginalParser:
     def start(self) -> subprocess.Popen[bytes]:
         """The running worker, started (and its imports awaited, untimed by the per-parse limit) if need be."""
         if self.proc is None or self.owner != os.getpid() or self.proc.poll() is not None:
-            self.proc, self.owner = subprocess.Popen(
-                self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL), os.getpid()
-            assert self.proc.stdout is not None
-            ready, _, _ = select.select([self.proc.stdout], [], [], STARTUP_TIMEOUT_S)
-            if not ready or self.proc.stdout.readline() != READY:
+            self.proc, self.owner, self.pending = subprocess.Popen(
+                self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                bufsize=0), os.getpid(), b""
+            if self.read_line(self.proc, STARTUP_TIMEOUT_S) != READY:
                 self.stop()
                 raise OSError(f"{self.describe()} did not start the latex2sympy2 worker")
         return self.proc
@@ -103,8 +103,7 @@ class OriginalParser:
         writer.start()  # a thread: a big batch would fill both pipes if written before reading
         replies: list[str | None] = []
         for _ in texts:
-            ready, _, _ = select.select([proc.stdout], [], [], self.timeout)
-            line = proc.stdout.readline() if ready else b""
+            line = self.read_line(proc, self.timeout)
             if not line:  # past the time limit, or the worker died: replace it
                 self.stop()
                 writer.join()
@@ -113,11 +112,25 @@ class OriginalParser:
         writer.join()
         return replies
 
+    def read_line(self, proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+        """The worker's next reply line, b"" past `timeout` or at its end. Read from the pipe itself
+        into our own buffer: a buffered reader could hold replies that `select` no longer sees."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            chunk = os.read(fd, 1 << 16) if ready else b""
+            if not chunk:
+                return b""
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return line + b"\n"
+
     def stop(self) -> None:
         if self.proc is not None and self.owner == os.getpid():
             self.proc.kill()
             self.proc.wait()
-        self.proc = None
+        self.proc, self.pending = None, b""
 
     def works(self) -> bool:
         """The original's prefix reading, which math-verify's fork does not have: `\\frac{1}{4}}x` is 1/4."""
@@ -245,12 +258,17 @@ def serve() -> None:
         sys.path.insert(0, sys.argv[2])
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     replies, sys.stdout = sys.stdout, sys.stderr  # whatever the libraries print stays off the protocol
+    import latex2sympy2
     from latex2sympy2 import latex2sympy
 
     replies.write('{"ready": true}\n')
     replies.flush()
     for line in sys.stdin:
         text = json.loads(line)["text"]
+        # The parser keeps module state across texts: a differential atom (`d` and a letter, as in
+        # `rounded`) rebinds its global `var` to a Symbol, and from then on every text with a letter
+        # fails. Each text is read as a fresh process reads it.
+        latex2sympy2.var, latex2sympy2.variances = {}, {}
         try:
             reply = {"printed": str(latex2sympy(text))}
         except BaseException as exc:  # the parser's own errors, recursion, memory: all "no value"

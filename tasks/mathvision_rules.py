@@ -67,7 +67,9 @@ GREEK_SYMBOL = re.compile(r"\\(?:var)?(?:alpha|beta|gamma|delta|epsilon|zeta|eta
                           r"omicron|rho|sigma|tau|upsilon|phi|chi|psi|omega)(?![a-zA-Z])", re.IGNORECASE)
 COMMAND_WITH_NAME_ARGUMENT = re.compile(r"\\(?:operatorname|begin|end|mathit)")
 # Characters outside the original grammar's alphabet are a lexer error there.
-UNLEXABLE = re.compile(r"[^A-Za-z0-9\s+\-*/(){}\[\]|^_:;,.!=<>&'\\$~⌊⌋⌈⌉‰]")
+UNLEXABLE = re.compile(r"[^A-Za-z0-9 \t\r\n+\-*/(){}\[\]|^_:;,.!=<>&'\\$~⌊⌋⌈⌉‰]")
+# The grammar skips only these blanks: any other (a no-break space, a thin space) is a lexer error.
+OTHER_BLANK = re.compile(r"[^\S \t\r\n]")
 # What the original latex2sympy2 does to its input before parsing.
 ORIGINAL_PREPARSE_EDITS = (
     ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\mathrm{T}", "T"), ("\\mathrm{d}", "d"), ("{\\rm d}", "d"),
@@ -83,7 +85,8 @@ MAX_RESULT_DIGITS = 10_000  # beyond this Python's exact integer arithmetic woul
 # a tower of powers, a huge exponent or a huge factorial is refused before it is parsed.
 UNPARSEABLY_LARGE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\d+\s*\^|\^\s*\{?\s*\d{5,}|\d{5,}\s*!")
 ARITHMETIC_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Call, ast.Load, ast.Add,
-                    ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd, ast.Mod, ast.FloorDiv, ast.Tuple)
+                    ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd, ast.Mod, ast.FloorDiv, ast.Tuple,
+                    ast.Compare, ast.Lt, ast.Gt, ast.LtE, ast.GtE, ast.Eq, ast.NotEq)
 
 
 # ---- extraction ------------------------------------------------------------------------------
@@ -352,7 +355,7 @@ def rounded_value(s: str, parser: OriginalParser | None = None) -> int | float |
 
 def sidecar_value(s: str, parser: OriginalParser) -> int | float | None:
     """`rounded_value` by the original parser (its printouts are remembered per text by the parser)."""
-    quick = quick_value(s)
+    quick = quick_value(s, whole=True)  # prefix readings are the parser's to judge (`126.0\\times10^{-3}_` fails)
     if quick is not NotImplemented:
         return quick
     return printed_value(parser.printed(s))
@@ -379,7 +382,7 @@ def texts_to_parse(gold: str, answer: str) -> list[str]:
         if len(parts) >= 2 and side[:1] + side[-1:] in ("()", "[]"):
             texts += [p for p in parts if "infty" not in p and p not in ("a", "-a")]
         texts.append(side)
-    return [t for t in texts if quick_value(t) is NotImplemented]
+    return [t for t in texts if quick_value(t, whole=True) is NotImplemented]
 
 
 @lru_cache(maxsize=65536)
@@ -417,12 +420,19 @@ def without_outer_braces(s: str) -> str:
     return s
 
 
-def quick_value(s: str) -> int | float | None | object:
-    """The value of a common shape read whole by `QuickValue`, or NotImplemented for anything else."""
+def quick_value(s: str, whole: bool = False) -> int | float | None | object:
+    """The value of a common shape read by `QuickValue` (read to its end if `whole`), or NotImplemented
+    for anything else."""
+    if OTHER_BLANK.search(s):
+        return NotImplemented
     for old, new in ORIGINAL_PREPARSE_EDITS:
         s = s.replace(old, new)
     try:
-        return rounded(QuickValue(s).value())
+        reader = QuickValue(s)
+        found = reader.value()
+        if whole and reader.i != len(reader.tokens):
+            return NotImplemented
+        return rounded(found)
     except NotImplementedError:
         return NotImplemented
     except Exception:  # ZeroDivisionError, a negative square root, an overflow: eval raises too
@@ -473,6 +483,9 @@ def _value(node: ast.AST) -> object:
         return MATH_NAMES[node.func.id](*args)
     if isinstance(node, ast.Tuple):
         return tuple(_value(e) for e in node.elts)
+    if isinstance(node, ast.Compare):  # a relation (`0 < 1`): True / False, as eval gives it
+        values = [_value(node.left), *(_value(c) for c in node.comparators)]
+        return all(COMPARISONS[type(op)](a, b) for op, a, b in zip(node.ops, values, values[1:]))
     left, right = _value(node.left), _value(node.right)
     if isinstance(node.op, ast.Pow) and isinstance(right, int) and (
             abs(right) > MAX_RESULT_DIGITS
@@ -482,12 +495,17 @@ def _value(node: ast.AST) -> object:
 
 
 COMBINATORIAL = frozenset({"factorial", "comb", "perm"})
+COMPARISONS = {ast.Lt: operator.lt, ast.Gt: operator.gt, ast.LtE: operator.le, ast.GtE: operator.ge,
+               ast.Eq: operator.eq, ast.NotEq: operator.ne}
 BINARY_OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
                      ast.Pow: operator.pow, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv}
 
 
 def rounded(value: object) -> int | float | None:
-    return round(value, 2) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """`round(value, 2)`; a relation evaluated to True / False rounds to 1 / 0 there too (`0 < 1` is 1)."""
+    if isinstance(value, bool):
+        return int(value)
+    return round(value, 2) if isinstance(value, (int, float)) else None
 
 
 def round_tuple(s: str, parser: OriginalParser | None = None) -> str:
