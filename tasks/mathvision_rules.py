@@ -54,7 +54,7 @@ UNIT_AND_LATEX_NOISE = (
     ("{km}", ""), ("km", ""),
 )
 MATH_NAMES = {name: value for name, value in vars(math).items() if not name.startswith("_")}
-PRINTED_EXPRESSION = re.compile(r"[\w\s.+\-*/(),]+")
+PRINTED_EXPRESSION = re.compile(r"[\w\s.+\-*/(),<>=!]+")
 # The original's NUMBER: digits with optional thousands groups (`8,178` is 8178), a decimal part.
 NUMBER = r"(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)"
 DECIMAL = re.compile(NUMBER)
@@ -63,8 +63,9 @@ PERCENT = re.compile(rf"({NUMBER})\\%")
 NO_NUMBER = re.compile(r"[^0-9\\]*")
 # A letter outside a command is a sympy Symbol, and eval knows no symbol (`e` parses as E).
 STRAY_LETTER = re.compile(r"(?:^|[^\\a-zA-Z])[a-zA-Z]*[a-z]")
+# (`\\tau` is not among them: it prints as `tau`, which eval takes from `math`.)
 GREEK_SYMBOL = re.compile(r"\\(?:var)?(?:alpha|beta|gamma|delta|epsilon|zeta|eta|theta|iota|kappa|lambda|mu|nu|xi|"
-                          r"omicron|rho|sigma|tau|upsilon|phi|chi|psi|omega)(?![a-zA-Z])", re.IGNORECASE)
+                          r"omicron|rho|sigma|upsilon|phi|chi|psi|omega)(?![a-zA-Z])", re.IGNORECASE)
 COMMAND_WITH_NAME_ARGUMENT = re.compile(r"\\(?:operatorname|begin|end|mathit)")
 # Characters outside the original grammar's alphabet are a lexer error there.
 UNLEXABLE = re.compile(r"[^A-Za-z0-9 \t\r\n+\-*/(){}\[\]|^_:;,.!=<>&'\\$~⌊⌋⌈⌉‰]")
@@ -79,7 +80,11 @@ ORIGINAL_PREPARSE_EDITS = (
 # A syntax error in the original grammar (the fork we parse with accepts them), or a symbol name.
 # `\\!`, `\\(`, `\\)`, `\\ `, `\\;`, `\\:` are lexer errors there; `\\%` only follows a number
 # (`30\\%` is 3/10, which `QuickValue` reads).
-NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\%|\\boxed|\\mathrm\{|\\[!() ;:]")
+NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\%|\\boxed|\\mathrm\{|\\[!() ;:]|\\cfrac|\\phantom")
+# Groups of the original grammar that the fork reads otherwise (a set, an interval): `\\{6\\}` is 6,
+# `14 [1]` is 14*1 there.
+GROUP_EDITS = (("\\left\\{", "("), ("\\right\\}", ")"), ("\\{", "("), ("\\}", ")"), ("\\lbrace", "("),
+               ("\\rbrace", ")"))
 MAX_RESULT_DIGITS = 10_000  # beyond this Python's exact integer arithmetic would run for ever
 # sympy evaluates integer powers and factorials while parsing, before `too_costly` can look:
 # a tower of powers, a huge exponent or a huge factorial is refused before it is parsed.
@@ -312,7 +317,11 @@ class QuickValue:
 
 
 def has_symbol(s: str) -> bool:
-    return bool(STRAY_LETTER.search(s) or GREEK_SYMBOL.search(s)) and not COMMAND_WITH_NAME_ARGUMENT.search(s)
+    """A letter (other than `e`, Euler's number there) or a Greek letter that eval cannot name."""
+    letters = [m.group().lstrip("^" + "".join(set(m.group()) - set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+               for m in STRAY_LETTER.finditer(s)]
+    stray = any(word != "e" for word in letters)
+    return (stray or bool(GREEK_SYMBOL.search(s))) and not COMMAND_WITH_NAME_ARGUMENT.search(s)
 
 
 def import_parser() -> None:
@@ -396,9 +405,30 @@ def emulated_value(s: str) -> int | float | None:
     s = without_outer_braces(before_unmatched_brace(s).strip())
     if NO_NUMBER.fullmatch(s) or UNLEXABLE.search(s) or NOT_EVALUABLE.search(s) or has_symbol(s):
         return None
-    for old, new in ORIGINAL_PREPARSE_EDITS:
+    for old, new in ORIGINAL_PREPARSE_EDITS + GROUP_EDITS:
         s = s.replace(old, new)
-    return parsed_value(s)
+    s = THOUSANDS.sub(r"\1\2", brackets_as_groups(s))
+    return parsed_value(JUXTAPOSED.sub(r"\1\\cdot ", s))
+
+
+# The original's NUMBER has thousands groups (`23,802` is 23802; the fork reads a pair); a number
+# before a group or `e` is a product there (`19(1)`, `2e^{0}`; the fork adds them).
+THOUSANDS = re.compile(r"(\d),(\d{3})(?![\d])")
+JUXTAPOSED = re.compile(r"([\d})])\s*(?=\(|e(?![a-z0-9+\-]))")
+
+
+def brackets_as_groups(s: str) -> str:
+    """`[x]` as `(x)`, as the original groups it; the index of `\\sqrt[n]{}` stays."""
+    out, kept = [], []
+    for i, c in enumerate(s):
+        if c == "[":
+            kept.append(s[:i].endswith("\\sqrt"))
+            out.append("[" if kept[-1] else "(")
+        elif c == "]" and kept:
+            out.append("]" if kept.pop() else ")")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def before_unmatched_brace(s: str) -> str:
@@ -444,13 +474,29 @@ def parsed_value(s: str) -> int | float | None:
     try:
         if UNPARSEABLY_LARGE.search(s):
             return None
-        expr = parse_latex(s)
+        expr = natural_logs(parse_latex(s))
         printed = str(expr)
         if not PRINTED_EXPRESSION.fullmatch(printed) or too_costly(expr):
             return None
         return rounded(evaluate_arithmetic(printed))
     except Exception:  # untrusted text: every failure is "no value", as in the official try/except
         return None
+
+
+def natural_logs(expr: object) -> object:
+    """The fork writes `\\ln x` as `log(x, E)`, which sympy leaves be; the original's `log(x)` makes
+    `\\exp(\\ln 12)` and `e^{\\ln 12}` the number 12 (while `\\ln(e^{2})` keeps an `E` there: no value)."""
+    import sympy
+
+    def exp_of_natural_log(node: object) -> bool:
+        if not isinstance(node, sympy.exp):
+            return False
+        inner = node.args[0]
+        return isinstance(inner, sympy.log) and len(inner.args) == 2 and inner.args[1] == sympy.E
+
+    if not isinstance(expr, sympy.Basic):
+        return expr
+    return expr.replace(exp_of_natural_log, lambda node: node.args[0].args[0])
 
 
 def evaluate_arithmetic(printed: str) -> object:

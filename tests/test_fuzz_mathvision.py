@@ -1,5 +1,5 @@
-"""MathVision's equality fuzzed against the official scorer (oracle tier, issue 20): 100,000 distinct
-answers from `tests/mathvision_fuzz.py`, scored by MATH-V's `evaluate.py` itself (its own venv,
+"""MathVision's equality fuzzed against the official scorer (oracle tier, issue 20): 10,000 distinct
+answers from `tests/mathvision_fuzz.py` (STEP3VL_FUZZ_N for more), scored by MATH-V's `evaluate.py` itself (its own venv,
 latex2sympy2 1.9.1) and by the project with each engine.
 
 - the default engine (MATH-V's parser in its sidecar) gives the official extracted answer and verdict
@@ -35,7 +35,10 @@ from tasks.mathvision_rules import official_extract
 
 pytestmark = [pytest.mark.oracle, pytest.mark.slow, pytest.mark.timeout(1200)]
 
-FUZZED, SEED = 10_000, 20261203
+DEFAULT_FUZZED, SEED = 10_000, 20261203
+# More answers for a longer run (`STEP3VL_FUZZ_N=100000`: about 10x the time); the emulation's
+# class counts are the documented ones for the default corpus only.
+FUZZED = int(os.environ.get("STEP3VL_FUZZ_N") or DEFAULT_FUZZED)
 BATCH = 4000
 HANG_WAIT_S = 3.0  # the official scorer is still at work on each hang after this long
 PER_ANSWER_SECONDS = 10.0  # the product's limit (the sidecar's 5 s parse limit, and the process restart)
@@ -43,7 +46,18 @@ DOCS = REPO / "docs" / "tasks.md"
 
 # The emulation's deliberate deviations, by class: (name, the official model_answer matches). The
 # first class that matches names a disagreement; docs/tasks.md gives the count of each.
-DEVIATIONS: list[tuple[str, re.Pattern[str]]] = []
+DEVIATIONS: list[tuple[str, re.Pattern[str]]] = [
+    # `\operatorname{floor}(x)`: the original reads a function there; the emulation refuses it
+    ("operatorname", re.compile(r"\\operatorname")),
+    # a group inside `\{ \}` / `\lbrace \rbrace` (`\{{80}\}`), or an unmatched `\}` / `\rbrace` the
+    # original stops before: the emulation refuses them
+    ("escaped_braces", re.compile(r"\\\{\{|\\lbrace\{|\\rbrace|\\\}")),
+    # `\exp{\ln{x}}` (braced) times something: the fork reads the product into the exponent
+    ("exp_ln_product", re.compile(r"\\exp\{\\ln\{.*\}\}(\\times|\\cdot)")),
+    # text after a complete expression (`_`, `…`, `)`, `.}`, `^1^1`, a thin space) that the original's
+    # longest-prefix reading skips or rejects and the emulation judges the other way
+    ("prefix_reading", re.compile(r"[_…)}\u2009]|\^1\^1")),
+]
 
 
 def deviation_class(official_answer: str) -> str:
@@ -110,7 +124,8 @@ def test_fuzzed_answers_get_the_official_verdict(tmp_path: Path):
     assert disagreements["official"] == [], json.dumps(disagreements["official"][:5], indent=1, ensure_ascii=False)
     unclassified = [d for d in disagreements["emulated"] if deviation_class(d["official"]) == "unclassified"]
     assert unclassified == [], json.dumps(unclassified[:8], indent=1, ensure_ascii=False)
-    assert dict(by_class) == {k: v for k, v in documented_counts().items() if v}
+    if FUZZED == DEFAULT_FUZZED:
+        assert dict(by_class) == {k: v for k, v in documented_counts().items() if v}
 
 
 def test_answers_that_hang_the_official_scorer_are_scored_in_time_and_counted(tmp_path: Path):
