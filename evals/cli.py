@@ -158,9 +158,17 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--out", default="step3vl-demo", help="folder for its runs and reports (default step3vl-demo/)")
     add_run_parser(sub)
     s = sub.add_parser("score", help="re-score a run dir without the model",
-                       epilog="example:\n  step3vl-eval score runs/aime2025-step3-vl-sere-1a2b3c4d5e",
+                       epilog="examples:\n  step3vl-eval score runs/aime2025-step3-vl-sere-1a2b3c4d5e\n"
+                              "  step3vl-eval score runs/mathvision-m-sere-1a2b3c4d5e -T equality=emulated"
+                              "   (into a new run dir)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("run_dir")
+    s.add_argument("-T", dest="task_option", action="append", metavar="KEY=VALUE",
+                   help="re-score with this task option (e.g. equality=emulated): into the run dir of those "
+                        "settings, beside the original, which stays as it is")
+    st = sub.add_parser("setup", help="install what a task needs once (mathvision: MATH-V's official parser)",
+                        epilog="example:\n  step3vl-eval setup mathvision", formatter_class=argparse.RawDescriptionHelpFormatter)
+    st.add_argument("what", choices=["mathvision"])
     sub.add_parser("list", help="list tasks, suites, adapters and modes", epilog="example:\n  step3vl-eval list",
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     g = sub.add_parser("gate", help="fail CI on a regression that noise cannot explain", epilog=GATE_EPILOG,
@@ -570,7 +578,34 @@ def command_score(args: argparse.Namespace) -> int:
     from evals import runner
 
     run_dir = Path(args.run_dir)
+    if args.task_option:
+        new_dir, result = runner.rescore_as(run_dir, parse_key_values(args.task_option, "-T"))
+        if new_dir != run_dir:
+            print(f"re-scored into {new_dir} ({run_dir} is unchanged)")
+        print_summary(new_dir, result)
+        return 0
     print_summary(run_dir, runner.rescore(run_dir))
+    return 0
+
+
+def command_setup(args: argparse.Namespace) -> int:
+    """The side install of MATH-V's parser: made when missing, checked either way."""
+    import os
+
+    from tasks.latex2sympy_sidecar import ENV_VAR, OriginalParser, install_side, side_install_dir, side_install_ready
+
+    target, ready = side_install_dir(), side_install_ready()
+    if not ready:
+        install_side()
+    parser = OriginalParser(sys.executable, path=str(target))
+    works = parser.works()
+    parser.stop()
+    if not works:
+        raise UserError(f"mathvision: the official parser in {target} does not run; remove that folder and run "
+                        "`step3vl-eval setup mathvision` again")
+    print(f"mathvision: MATH-V's official parser (latex2sympy2 1.9.1) {'was already' if ready else 'is now'} "
+          f"installed in {target}; runs score with it by default"
+          + (f" ({ENV_VAR} is set and takes precedence)" if os.environ.get(ENV_VAR) else ""))
     return 0
 
 
@@ -626,7 +661,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"demo": command_demo, "run": command_run, "score": command_score, "list": command_list, "gate": command_gate,
-            "report": command_report, "compare": command_compare}
+            "report": command_report, "compare": command_compare, "setup": command_setup}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -235,6 +235,11 @@ def prepare_run_dir(run_dir: Path, spec: RunSpec, prov: dict[str, Any],
     if run_dir.exists():
         previous = store.load_result(run_dir)
         if store.spec_identity(previous.spec) != store.spec_identity(spec):
+            unrecorded = sorted(set(spec.task_options) - set(previous.spec.task_options))
+            if previous.spec.task == spec.task and unrecorded:  # a run made before the option was recorded
+                raise UserError(f"{run_dir} was scored before its task recorded -T {unrecorded[0]} "
+                                f"(now {spec.task_options[unrecorded[0]]}): start a new run, or re-score it into "
+                                f"one with `step3vl-eval score {run_dir} -T {unrecorded[0]}=...`")
             raise UserError(f"{run_dir} holds a different run (task {previous.spec.task}, model "
                             f"{previous.spec.model}); choose another --out")
         old_fp = previous.provenance.get("dataset_fingerprint")
@@ -285,6 +290,7 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
         on_start: Any = None) -> tuple[Path, RunResult]:
     """`on_start(run_dir)` is called once the run dir is ready, before any request (trackers)."""
     task = get_task(spec.task, spec.task_options, spec.task_file)
+    spec = with_measured_options(task, spec)
     samples = load_samples(task, spec)
     if not samples:
         raise UserError(f"no samples in the data for {spec.task}")
@@ -395,11 +401,45 @@ def finish(run_dir: Path, task: Task, samples: list[Sample], spec: RunSpec, prov
     return result
 
 
+def with_measured_options(task: Task, spec: RunSpec) -> RunSpec:
+    """The spec with the options the task resolves itself that change its verdicts (MathVision's
+    equality engine), so that they are in the run id even when left at their default."""
+    measured = task.measured_options() if hasattr(task, "measured_options") else {}
+    return replace(spec, task_options={**spec.task_options, **measured}) if measured else spec
+
+
+def rescore_as(run_dir: Path, task_options: dict[str, Any]) -> tuple[Path, RunResult]:
+    """Re-score a run with other task options (`score RUN_DIR -T equality=...`): into the run dir of
+    the spec they make, beside the original, which is never changed; in place when they change nothing."""
+    previous = store.load_result(run_dir)
+    spec = replace(previous.spec, task_options={**previous.spec.task_options, **task_options})
+    spec = with_measured_options(get_task(spec.task, spec.task_options, spec.task_file), spec)
+    if store.spec_identity(spec) == store.spec_identity(previous.spec):
+        return run_dir, rescore(run_dir)
+    target = run_dir.parent / store.run_id_for(spec)
+    if target.exists():
+        raise UserError(f"{target} already exists (a run with these settings): re-score it with "
+                        f"`step3vl-eval score {target}`, or remove it first")
+    try:
+        shutil.copytree(run_dir, target)
+    except OSError as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise UserError(f"cannot copy {run_dir} to {target}: {exc.strerror}") from None
+    copied = replace(previous, run_id=target.name, spec=spec,
+                     provenance={**previous.provenance, "rescored_from": run_dir.name})
+    write_result(target, copied)
+    try:
+        return target, rescore(target)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # no half-scored copy left behind
+        raise
+
+
 def rescore(run_dir: Path) -> RunResult:
     """Score a finished run's saved responses again, without the model."""
     previous = store.load_result(run_dir)
-    spec = previous.spec
-    task = get_task(spec.task, spec.task_options, spec.task_file)
+    task = get_task(previous.spec.task, previous.spec.task_options, previous.spec.task_file)
+    spec = with_measured_options(task, previous.spec)
     samples = load_samples(task, spec)
     task.judge = make_judge(spec, run_dir)  # its cache makes re-scoring free
     by_id = {s.id: s for s in samples}

@@ -217,6 +217,17 @@ def flag_rates(cell: Cell, runs: list[LoadedRun]) -> None:
             cell.title += f"; {cell.rate_notes[-1]}"
 
 
+def engine_note(run: LoadedRun) -> str:
+    """Which engine valued the answers of a MathVision run (`provenance.equality_engine`); runs made
+    before the engine was an option said `emulation (...)` or `latex2sympy2 1.9.1 sidecar (...)`."""
+    engine = str(run.result.provenance.get("equality_engine") or "")
+    if not engine:
+        return ""
+    if engine.startswith("emulat"):
+        return "scored by the emulation of MATH-V's parser (-T equality=emulated)"
+    return "scored by MATH-V's parser (latex2sympy2 1.9.1)"
+
+
 def run_cell(run: LoadedRun, reference: float | None, mismatch: str = "") -> Cell:
     m = run.result.metrics.get(HEADLINE)
     if not is_metric(m):
@@ -229,6 +240,11 @@ def run_cell(run: LoadedRun, reference: float | None, mismatch: str = "") -> Cel
         cell.flags.append(run.result.status)
     if run.result.spec.limit:
         cell.flags.append(f"limit {run.result.spec.limit}")
+    engine = engine_note(run)
+    if engine:
+        cell.title += f"; {engine}"
+        if "emulation" in engine:
+            cell.flags.append("emulated")
     flag_rates(cell, [run])
     set_delta(cell, reference, mismatch)
     return cell

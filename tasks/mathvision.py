@@ -15,9 +15,12 @@ figure at its `<image>` slot before the question; the question keeps its `<image
 of one merged figure) as the official harness does, and multiple-choice options follow as `(A) ...`
 lines, except when they are just the letters A-E (drawn in the figure), which it leaves out too.
 Scoring: the official MATH-V chain and equality (`tasks/mathvision_rules.py`), against the gold
-and, for multiple choice, the gold option's text; values come from the emulation of the original
-parser, or from the original itself in a sidecar when STEP3VL_LATEX2SYMPY_PYTHON names one
-(`tasks/latex2sympy_sidecar.py`), recorded in results.json as `equality_engine`.
+and, for multiple choice, the gold option's text. The values behind the equality come from the
+engine `-T equality=` names: `official` (the default), MATH-V's own parser (latex2sympy2 1.9.1) in
+a sidecar process (`tasks/latex2sympy_sidecar.py`: a side install in the user cache, made on first
+use or by `step3vl-eval setup mathvision`, or the Python STEP3VL_LATEX2SYMPY_PYTHON names), or
+`emulated`, the in-process emulation of it. The engine is part of the run's identity (a run scored
+by another engine is another run) and results.json names it (`provenance.equality_engine`).
 Metrics: accuracy, per subject and per level.
 """
 
@@ -33,8 +36,8 @@ from evals import metrics
 from evals.types import GenParams, Image, Message, Part, Response, Sample, Scored, Text, UserError
 from tasks.data import BUNDLED, Row, bundled_dir, load_local_rows, load_rows, require_fields
 from tasks.images import image_from_cell
-from tasks.latex2sympy_sidecar import check_original_parser
-from tasks.mathvision_rules import equality_engine, official_equal, official_extract
+from tasks.latex2sympy_sidecar import OriginalParser, official_parser, shared_parser
+from tasks.mathvision_rules import official_equal, official_extract, texts_to_parse
 
 PROMPT_TEMPLATE = (  # the report's, verbatim; the figure goes at <image>
     'Please solve the problem and put your answer in one "\\boxed{{}}". If it is a multiple choice '
@@ -44,6 +47,7 @@ HUB_ID = "MathLLMs/MathVision"
 SPLITS = ("test", "testmini")
 IMAGE_SLOT = "<image>"
 REQUIRED = ["id", "question", "options", "answer", "level", "subject"]
+ENGINES = ("official", "emulated")
 
 
 @dataclass
@@ -69,13 +73,24 @@ class RowImage(Image):
         return data
 
 
+_warming: list[threading.Thread] = []
+
+
 def warm_parser_in_background() -> None:
     """Import latex2sympy while the first requests are in flight. Imported by the first answer that
     needs it instead (0.3-0.5 s; seconds on a busy machine), it stalled a live run mid-way: answers
-    are scored in the thread that runs the HTTP client's event loop."""
+    are scored in the thread that runs the HTTP client's event loop. Scoring waits for the import
+    (`warmed`): a scoring pool forked while it holds the import lock would deadlock."""
     from tasks.mathvision_rules import import_parser
 
-    threading.Thread(target=import_parser, name="warm-latex2sympy", daemon=True).start()
+    thread = threading.Thread(target=import_parser, name="warm-latex2sympy", daemon=True)
+    thread.start()
+    _warming.append(thread)
+
+
+def warmed() -> None:
+    while _warming:
+        _warming.pop().join()
 
 
 class MathVision:
@@ -84,6 +99,28 @@ class MathVision:
     default_params = GenParams(max_tokens=65536, temperature=1.0, top_p=1.0, top_k=0)
     default_repeats = 1
     hub_id = HUB_ID
+
+    def __init__(self, equality: str = "official"):
+        if equality not in ENGINES:
+            raise UserError(f"mathvision: -T equality must be one of {', '.join(ENGINES)}, not {equality!r}")
+        self.equality = equality
+        # (python, side install) of the original parser once checked; plain strings, so the task
+        # pickles into a scoring pool, each process starting its own sidecar
+        self.original: tuple[str, str | None] | None = None
+
+    def measured_options(self) -> dict[str, str]:
+        """Options that change the verdicts even when left at their default: in the run's identity."""
+        return {"equality": self.equality}
+
+    def parser(self) -> OriginalParser | None:
+        """The original parser's sidecar for the official engine (installed and checked on first
+        use), None for the emulation."""
+        if self.equality == "emulated":
+            return None
+        if self.original is None:
+            parser = official_parser()
+            self.original = (parser.python, parser.path)
+        return shared_parser(*self.original)
 
     # ---- data ----------------------------------------------------------------------------------
 
@@ -101,22 +138,42 @@ class MathVision:
         else:
             rows, base_dir = read_local(Path(data), split)
         samples = [to_sample(source, row, base_dir) for source, row in rows]
-        check_original_parser()
-        warm_parser_in_background()
+        if self.equality == "official":
+            self.parser()  # installed or refused before any run dir exists
+        else:
+            warm_parser_in_background()
         return samples[:limit] if limit else samples
 
     # ---- scoring -------------------------------------------------------------------------------
 
     def score(self, sample: Sample, response: Response) -> Scored:
+        warmed()
         answer, rule = official_extract(response.text)
         gold_text = (sample.choices or {}).get(sample.target, "")
-        correct = official_equal(sample.target, answer) or official_equal(gold_text, answer)
+        parser = self.parser()
+        correct = official_equal(sample.target, answer, parser) or official_equal(gold_text, answer, parser)
         return Scored(key=response.key, sample_id=sample.id, repeat=0, extracted=answer or None,
                       rule=rule, correct=correct, score=float(correct))
 
+    def prefetch(self, pairs: list[tuple[Sample, str]]) -> None:
+        """Parse what scoring (sample, extracted answer) pairs will need in one batch per sidecar
+        round trip instead of one per text (a speed-up only: `score` gives the same verdicts without it)."""
+        parser = self.parser()
+        if parser is not None:
+            golds = [(s.target, (s.choices or {}).get(s.target, "")) for s, _ in pairs]
+            parser.printed_many([t for (gold, text), (_, answer) in zip(golds, pairs)
+                                 for g in (gold, text) for t in texts_to_parse(g, answer)])
+
     def summary_extras(self) -> dict[str, Any]:
-        """Recorded in results.json: which engine gave the values behind the verdicts."""
-        return {"equality_engine": equality_engine()}
+        """Recorded in results.json: the engine that gave the values behind every verdict."""
+        return {"equality_engine": self.engine_label()}
+
+    def engine_label(self) -> str:
+        if self.equality == "emulated":
+            return "emulated: the project's emulation of latex2sympy2 1.9.1 (-T equality=emulated)"
+        parser = self.parser()
+        assert parser is not None
+        return f"official: latex2sympy2 1.9.1, MATH-V's parser ({parser.describe()})"
 
     def aggregate(self, samples: dict[str, Sample], scored: list[Scored]) -> dict[str, Any]:
         k = max((len(g) for g in metrics.by_sample(scored).values()), default=1)

@@ -18,20 +18,24 @@ valid prefix: it stops before the first token that cannot continue the expressio
 rest unread (`\\frac{1}{4}}ofthearea` is 1/4, `5.so,even` is 5), though the one token after the
 prefix is lexed (`{12}#` fails on `#`); it reads `30\\%` as 3/10 and fails on `\\!`, `\\(`, a bare
 `%`. That parser cannot be installed beside math-verify, so the value comes from one of two engines:
-- the original in a sidecar process (`tasks.latex2sympy_sidecar`, when STEP3VL_LATEX2SYMPY_PYTHON
-  names a Python that has it): it only parses; its printout is valued here by an AST walker over
-  `math`, never by eval, and each parse is time-limited;
-- otherwise this emulation: common shapes (numbers, `\\frac`, `\\sqrt`, `\\pi`, powers, `+ - * / :`,
+- `official` (the default, `-T equality=official`): the original in a sidecar process
+  (`tasks.latex2sympy_sidecar`: its side install, or the Python STEP3VL_LATEX2SYMPY_PYTHON names),
+  passed to `official_equal` as `parser`: it only parses; its printout is valued here by an AST
+  walker over `math`, never by eval, and each parse is time-limited;
+- `emulated` (`parser=None`): this emulation. Common shapes (numbers, `\\frac`, `\\sqrt`, `\\pi`, powers, `+ - * / :`,
   `30\\%`) are valued directly by `QuickValue`, with the original's types (decimals read as
   rationals, integers kept where sympy keeps them) and its prefix reading (it stops before `}`, `)`,
   `]`, `.`, `_`, `'`, `&`); other text is cut before an unmatched `}` and fails fast where it cannot
   have a value there (no digit, a stray letter or Greek letter, a character outside the original
   grammar, `\\circ`, `%`, `\\%` not after a number, `\\!`, `\\(`, `\\boxed`, `\\mathrm{}`); the
   rest is parsed with the fork math-verify ships (`latex2sympy2_extended`, without its
-  normalisation) and the printout valued by the same walker, refusing powers and factorials whose
-  exact value would not finish.
+  normalisation; the original's groups `\\{ \\}` and `[ ]`, thousands groups and juxtaposed
+  products written out for it) and the printout valued by the same walker, refusing powers and
+  factorials whose exact value would not finish.
 Both agree with the official scorer on every response of the oracle tier's corpora (the four
-released MATH-V prediction files and 20,000 generated responses: tests/test_oracle_mathvision.py).
+released MATH-V prediction files and 20,000 generated responses: tests/test_oracle_mathvision.py);
+on 10,000 fuzzed answers (tests/test_fuzz_mathvision.py) the official engine agrees on every one and
+the emulation differs on 74, counted by class in docs/tasks.md.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from tasks.latex2sympy_sidecar import original_parser
+from tasks.latex2sympy_sidecar import OriginalParser
 
 LETTERS = "ABCDE"
 ANSWER_PHRASES = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
@@ -54,7 +58,7 @@ UNIT_AND_LATEX_NOISE = (
     ("{km}", ""), ("km", ""),
 )
 MATH_NAMES = {name: value for name, value in vars(math).items() if not name.startswith("_")}
-PRINTED_EXPRESSION = re.compile(r"[\w\s.+\-*/(),]+")
+PRINTED_EXPRESSION = re.compile(r"[\w\s.+\-*/(),<>=!]+")
 # The original's NUMBER: digits with optional thousands groups (`8,178` is 8178), a decimal part.
 NUMBER = r"(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)"
 DECIMAL = re.compile(NUMBER)
@@ -63,11 +67,14 @@ PERCENT = re.compile(rf"({NUMBER})\\%")
 NO_NUMBER = re.compile(r"[^0-9\\]*")
 # A letter outside a command is a sympy Symbol, and eval knows no symbol (`e` parses as E).
 STRAY_LETTER = re.compile(r"(?:^|[^\\a-zA-Z])[a-zA-Z]*[a-z]")
+# (`\\tau` is not among them: it prints as `tau`, which eval takes from `math`.)
 GREEK_SYMBOL = re.compile(r"\\(?:var)?(?:alpha|beta|gamma|delta|epsilon|zeta|eta|theta|iota|kappa|lambda|mu|nu|xi|"
-                          r"omicron|rho|sigma|tau|upsilon|phi|chi|psi|omega)(?![a-zA-Z])", re.IGNORECASE)
+                          r"omicron|rho|sigma|upsilon|phi|chi|psi|omega)(?![a-zA-Z])", re.IGNORECASE)
 COMMAND_WITH_NAME_ARGUMENT = re.compile(r"\\(?:operatorname|begin|end|mathit)")
 # Characters outside the original grammar's alphabet are a lexer error there.
-UNLEXABLE = re.compile(r"[^A-Za-z0-9\s+\-*/(){}\[\]|^_:;,.!=<>&'\\$~⌊⌋⌈⌉‰]")
+UNLEXABLE = re.compile(r"[^A-Za-z0-9 \t\r\n+\-*/(){}\[\]|^_:;,.!=<>&'\\$~⌊⌋⌈⌉‰]")
+# The grammar skips only these blanks: any other (a no-break space, a thin space) is a lexer error.
+OTHER_BLANK = re.compile(r"[^\S \t\r\n]")
 # What the original latex2sympy2 does to its input before parsing.
 ORIGINAL_PREPARSE_EDITS = (
     ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\mathrm{T}", "T"), ("\\mathrm{d}", "d"), ("{\\rm d}", "d"),
@@ -77,13 +84,18 @@ ORIGINAL_PREPARSE_EDITS = (
 # A syntax error in the original grammar (the fork we parse with accepts them), or a symbol name.
 # `\\!`, `\\(`, `\\)`, `\\ `, `\\;`, `\\:` are lexer errors there; `\\%` only follows a number
 # (`30\\%` is 3/10, which `QuickValue` reads).
-NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\%|\\boxed|\\mathrm\{|\\[!() ;:]")
+NOT_EVALUABLE = re.compile(r"\\circ|(?<!\\)%|\\%|\\boxed|\\mathrm\{|\\[!() ;:]|\\cfrac|\\phantom")
+# Groups of the original grammar that the fork reads otherwise (a set, an interval): `\\{6\\}` is 6,
+# `14 [1]` is 14*1 there.
+GROUP_EDITS = (("\\left\\{", "("), ("\\right\\}", ")"), ("\\{", "("), ("\\}", ")"), ("\\lbrace", "("),
+               ("\\rbrace", ")"))
 MAX_RESULT_DIGITS = 10_000  # beyond this Python's exact integer arithmetic would run for ever
 # sympy evaluates integer powers and factorials while parsing, before `too_costly` can look:
 # a tower of powers, a huge exponent or a huge factorial is refused before it is parsed.
 UNPARSEABLY_LARGE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\d+\s*\^|\^\s*\{?\s*\d{5,}|\d{5,}\s*!")
 ARITHMETIC_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Call, ast.Load, ast.Add,
-                    ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd, ast.Mod, ast.FloorDiv, ast.Tuple)
+                    ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd, ast.Mod, ast.FloorDiv, ast.Tuple,
+                    ast.Compare, ast.Lt, ast.Gt, ast.LtE, ast.GtE, ast.Eq, ast.NotEq)
 
 
 # ---- extraction ------------------------------------------------------------------------------
@@ -309,7 +321,11 @@ class QuickValue:
 
 
 def has_symbol(s: str) -> bool:
-    return bool(STRAY_LETTER.search(s) or GREEK_SYMBOL.search(s)) and not COMMAND_WITH_NAME_ARGUMENT.search(s)
+    """A letter (other than `e`, Euler's number there) or a Greek letter that eval cannot name."""
+    letters = [m.group().lstrip("^" + "".join(set(m.group()) - set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+               for m in STRAY_LETTER.finditer(s)]
+    stray = any(word != "e" for word in letters)
+    return (stray or bool(GREEK_SYMBOL.search(s))) and not COMMAND_WITH_NAME_ARGUMENT.search(s)
 
 
 def import_parser() -> None:
@@ -342,37 +358,44 @@ def too_costly(expr: object) -> bool:
     return False
 
 
-def rounded_value(s: str) -> int | float | None:
+def rounded_value(s: str, parser: OriginalParser | None = None) -> int | float | None:
     """`round(eval(str(latex2sympy(s))), 2)` of the official scorer; None where it raises.
 
-    With the original parser in its sidecar (`tasks.latex2sympy_sidecar`) the text is parsed there
-    and the printout valued here without eval; otherwise the emulation below decides."""
-    parser = original_parser()
-    return sidecar_value(s, parser.python) if parser is not None else emulated_value(s)
+    With `parser` (the original in its sidecar, `tasks.latex2sympy_sidecar`) the text is parsed
+    there and the printout valued here without eval; without it the emulation below decides."""
+    return sidecar_value(s, parser) if parser is not None else emulated_value(s)
 
 
-def equality_engine() -> str:
-    """Which engine `rounded_value` uses (recorded in results.json)."""
-    parser = original_parser()
-    if parser is None:
-        return "emulation (set STEP3VL_LATEX2SYMPY_PYTHON to use the original latex2sympy2 1.9.1)"
-    return f"latex2sympy2 1.9.1 sidecar ({parser.python})"
-
-
-@lru_cache(maxsize=65536)
-def sidecar_value(s: str, python: str) -> int | float | None:
-    """`rounded_value` by the original parser (`python` keys the cache: one interpreter's answers)."""
-    quick = quick_value(s)
+def sidecar_value(s: str, parser: OriginalParser) -> int | float | None:
+    """`rounded_value` by the original parser (its printouts are remembered per text by the parser)."""
+    quick = quick_value(s, whole=True)  # prefix readings are the parser's to judge (`126.0\\times10^{-3}_` fails)
     if quick is not NotImplemented:
         return quick
-    parser = original_parser()
-    printed = parser.printed(s) if parser is not None else None
+    return printed_value(parser.printed(s))
+
+
+def printed_value(printed: str | None) -> int | float | None:
     if printed is None:
         return None
     try:
         return rounded(evaluate_arithmetic(printed))
     except Exception:  # as the official try/except: any failure is "no value"
         return None
+
+
+def texts_to_parse(gold: str, answer: str) -> list[str]:
+    """The texts `official_equal(gold, answer)` may hand the parser (none where it decides on strings
+    or by the quick path): what a batch sends to the sidecar ahead of scoring."""
+    gold, answer = gold.lower(), answer.lower()
+    if not gold.replace(" ", "") or not answer.replace(" ", "") or gold.strip() == answer.strip():
+        return []
+    texts = []
+    for side in (gold, answer):
+        parts = side[1:-1].split(",")
+        if len(parts) >= 2 and side[:1] + side[-1:] in ("()", "[]"):
+            texts += [p for p in parts if "infty" not in p and p not in ("a", "-a")]
+        texts.append(side)
+    return [t for t in texts if quick_value(t, whole=True) is NotImplemented]
 
 
 @lru_cache(maxsize=65536)
@@ -386,9 +409,30 @@ def emulated_value(s: str) -> int | float | None:
     s = without_outer_braces(before_unmatched_brace(s).strip())
     if NO_NUMBER.fullmatch(s) or UNLEXABLE.search(s) or NOT_EVALUABLE.search(s) or has_symbol(s):
         return None
-    for old, new in ORIGINAL_PREPARSE_EDITS:
+    for old, new in ORIGINAL_PREPARSE_EDITS + GROUP_EDITS:
         s = s.replace(old, new)
-    return parsed_value(s)
+    s = THOUSANDS.sub(r"\1\2", brackets_as_groups(s))
+    return parsed_value(JUXTAPOSED.sub(r"\1\\cdot ", s))
+
+
+# The original's NUMBER has thousands groups (`23,802` is 23802; the fork reads a pair); a number
+# before a group or `e` is a product there (`19(1)`, `2e^{0}`; the fork adds them).
+THOUSANDS = re.compile(r"(\d),(\d{3})(?![\d])")
+JUXTAPOSED = re.compile(r"([\d})])\s*(?=\(|e(?![a-z0-9+\-]))")
+
+
+def brackets_as_groups(s: str) -> str:
+    """`[x]` as `(x)`, as the original groups it; the index of `\\sqrt[n]{}` stays."""
+    out, kept = [], []
+    for i, c in enumerate(s):
+        if c == "[":
+            kept.append(s[:i].endswith("\\sqrt"))
+            out.append("[" if kept[-1] else "(")
+        elif c == "]" and kept:
+            out.append("]" if kept.pop() else ")")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def before_unmatched_brace(s: str) -> str:
@@ -410,12 +454,19 @@ def without_outer_braces(s: str) -> str:
     return s
 
 
-def quick_value(s: str) -> int | float | None | object:
-    """The value of a common shape read whole by `QuickValue`, or NotImplemented for anything else."""
+def quick_value(s: str, whole: bool = False) -> int | float | None | object:
+    """The value of a common shape read by `QuickValue` (read to its end if `whole`), or NotImplemented
+    for anything else."""
+    if OTHER_BLANK.search(s):
+        return NotImplemented
     for old, new in ORIGINAL_PREPARSE_EDITS:
         s = s.replace(old, new)
     try:
-        return rounded(QuickValue(s).value())
+        reader = QuickValue(s)
+        found = reader.value()
+        if whole and reader.i != len(reader.tokens):
+            return NotImplemented
+        return rounded(found)
     except NotImplementedError:
         return NotImplemented
     except Exception:  # ZeroDivisionError, a negative square root, an overflow: eval raises too
@@ -427,13 +478,29 @@ def parsed_value(s: str) -> int | float | None:
     try:
         if UNPARSEABLY_LARGE.search(s):
             return None
-        expr = parse_latex(s)
+        expr = natural_logs(parse_latex(s))
         printed = str(expr)
         if not PRINTED_EXPRESSION.fullmatch(printed) or too_costly(expr):
             return None
         return rounded(evaluate_arithmetic(printed))
     except Exception:  # untrusted text: every failure is "no value", as in the official try/except
         return None
+
+
+def natural_logs(expr: object) -> object:
+    """The fork writes `\\ln x` as `log(x, E)`, which sympy leaves be; the original's `log(x)` makes
+    `\\exp(\\ln 12)` and `e^{\\ln 12}` the number 12 (while `\\ln(e^{2})` keeps an `E` there: no value)."""
+    import sympy
+
+    def exp_of_natural_log(node: object) -> bool:
+        if not isinstance(node, sympy.exp):
+            return False
+        inner = node.args[0]
+        return isinstance(inner, sympy.log) and len(inner.args) == 2 and inner.args[1] == sympy.E
+
+    if not isinstance(expr, sympy.Basic):
+        return expr
+    return expr.replace(exp_of_natural_log, lambda node: node.args[0].args[0])
 
 
 def evaluate_arithmetic(printed: str) -> object:
@@ -466,6 +533,9 @@ def _value(node: ast.AST) -> object:
         return MATH_NAMES[node.func.id](*args)
     if isinstance(node, ast.Tuple):
         return tuple(_value(e) for e in node.elts)
+    if isinstance(node, ast.Compare):  # a relation (`0 < 1`): True / False, as eval gives it
+        values = [_value(node.left), *(_value(c) for c in node.comparators)]
+        return all(COMPARISONS[type(op)](a, b) for op, a, b in zip(node.ops, values, values[1:]))
     left, right = _value(node.left), _value(node.right)
     if isinstance(node.op, ast.Pow) and isinstance(right, int) and (
             abs(right) > MAX_RESULT_DIGITS
@@ -475,15 +545,20 @@ def _value(node: ast.AST) -> object:
 
 
 COMBINATORIAL = frozenset({"factorial", "comb", "perm"})
+COMPARISONS = {ast.Lt: operator.lt, ast.Gt: operator.gt, ast.LtE: operator.le, ast.GtE: operator.ge,
+               ast.Eq: operator.eq, ast.NotEq: operator.ne}
 BINARY_OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
                      ast.Pow: operator.pow, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv}
 
 
 def rounded(value: object) -> int | float | None:
-    return round(value, 2) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """`round(value, 2)`; a relation evaluated to True / False rounds to 1 / 0 there too (`0 < 1` is 1)."""
+    if isinstance(value, bool):
+        return int(value)
+    return round(value, 2) if isinstance(value, (int, float)) else None
 
 
-def round_tuple(s: str) -> str:
+def round_tuple(s: str, parser: OriginalParser | None = None) -> str:
     """The official `eval_tuple`: `(a,b,...)` / `[a,b,...]` with each element rounded to 2 decimals."""
     parts = s[1:-1].split(",")
     if len(parts) < 2 or s[:1] + s[-1:] not in ("()", "[]"):
@@ -493,21 +568,22 @@ def round_tuple(s: str) -> str:
         if "infty" in p or p in ("a", "-a"):
             out.append(p)
             continue
-        value = rounded_value(p)
+        value = rounded_value(p, parser)
         if value is None:
             return s
         out.append(str(value))
     return s[0] + ",".join(out) + s[-1]
 
 
-def official_equal(gold: str, answer: str) -> bool:
+def official_equal(gold: str, answer: str, parser: OriginalParser | None = None) -> bool:
+    """The official `is_equal`; `parser`: the original parser's sidecar (None: the emulation)."""
     gold, answer = gold.lower(), answer.lower()
     if not gold.replace(" ", "") or not answer.replace(" ", ""):
         return False
     if gold.strip() == answer.strip():
         return True
-    gold, answer = round_tuple(gold), round_tuple(answer)
+    gold, answer = round_tuple(gold, parser), round_tuple(answer, parser)
     if gold == answer:
         return True
-    g = rounded_value(gold)
-    return g is not None and g == rounded_value(answer)
+    g = rounded_value(gold, parser)
+    return g is not None and g == rounded_value(answer, parser)

@@ -61,6 +61,13 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
 # ---- tiny real models (tests/tiny_vlm.py), built once per session ------------------------------
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+# Nor a package registry: pip finds nothing, so MathVision never installs MATH-V's parser here. Its
+# official engine (the default) is the oracle venv's Python where that exists (.ci/setup_oracle_venv.sh;
+# CI has it), else the side install `step3vl-eval setup mathvision` made in the user cache.
+os.environ["PIP_NO_INDEX"] = "1"
+ORACLE_PYTHON = REPO / ".venv-oracle" / "bin" / "python"
+if ORACLE_PYTHON.is_file():
+    os.environ.setdefault("STEP3VL_LATEX2SYMPY_PYTHON", str(ORACLE_PYTHON))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ ORACLE_DIR is ../shared/oracles/mathv (the official `evaluate.py` and `utils.py`
 mathllm/MATH-V @ a1f5cc3); TEST_JSONL the official `data/test.jsonl`; ANSWERS_JSONL a JSON lines
 batch of `{"id": ..., "response": ...}`. The official `evaluate(ANSWERS_JSONL, regen_answer=True)`
 runs on it unchanged and writes each line's `model_answer` and `correct` back into the file, as it
-does for a released prediction file (its `latex2sympy` remembered per text: see `remembered`).
+does for a released prediction file (its `latex2sympy` remembered per text, each text read as in a
+fresh process: see `remembered` and `fresh`).
 `utils.py` evaluates text with `eval`: this runs only on the
 test corpus, in the test tier.
 """
@@ -36,8 +37,22 @@ def main(oracle_dir: Path, test_jsonl: Path, answers: Path) -> None:
 
         # The official is_equal parses the same gold (and often the same answer) many times over;
         # latex2sympy is a pure function of its text, so each distinct text is parsed once.
-        utils.latex2sympy = remembered(utils.latex2sympy)
+        utils.latex2sympy = remembered(fresh(utils.latex2sympy))
         evaluate.evaluate(str(answers), regen_answer=True)
+
+
+def fresh(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse` as a fresh process runs it. latex2sympy2 1.9.1 keeps module state across texts: a
+    differential atom (`d` and a letter, e.g. in `rounded`) rebinds its global `var` to a Symbol, and
+    every later text with a letter then raises, so a verdict would depend on the answers scored
+    before it in the file. The project scores each answer alone (docs/tasks.md counts this)."""
+    import latex2sympy2
+
+    def parse_fresh(text: str) -> Any:
+        latex2sympy2.var, latex2sympy2.variances = {}, {}
+        return parse(text)
+
+    return parse_fresh
 
 
 def remembered(parse: Callable[[str], Any]) -> Callable[[str], Any]:

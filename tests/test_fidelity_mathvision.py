@@ -50,16 +50,22 @@ def test_replayed_release_matches_the_official_counts(model: str, tmp_path: Path
     assert differing == []
 
 
-def test_cli_replays_the_released_file_without_any_image(tmp_path: Path):
+@pytest.mark.parametrize("engine", ["default", "emulated"])
+def test_cli_replays_the_released_file_without_any_image(engine: str, tmp_path: Path):
+    """By default MATH-V's own parser scores (here the oracle venv's, the override conftest sets);
+    `-T equality=emulated` asks for the emulation. results.json names the engine that scored."""
     root = shared_data("mathvision")
+    option = ["-T", "equality=emulated"] if engine == "emulated" else []
     proc = cli("run", "mathvision", "--model", f"replay:{root / 'outputs' / 'Random-Chance.jsonl'}",
-               "--data", str(root), "--out", str(tmp_path), "--quiet", env={"STEP3VL_LATEX2SYMPY_PYTHON": ""})
+               "--data", str(root), "--out", str(tmp_path), "--quiet", *option)
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     result = json.loads((run_dir / "results.json").read_text())
     assert our_counts(result["metrics"]["accuracy"]) == "218/3040"
     assert result["status"] == "complete" and result["counts"]["errors"] == 0
-    assert result["provenance"]["equality_engine"].startswith("emulation (set STEP3VL_LATEX2SYMPY_PYTHON")
+    assert result["spec"]["task_options"] == {"equality": "official" if engine == "default" else "emulated"}
+    assert result["provenance"]["equality_engine"].startswith(
+        "official: latex2sympy2 1.9.1, MATH-V's parser" if engine == "default" else "emulated: ")
 
 
 def test_a_sidecar_that_does_not_run_stops_the_run_before_scoring(tmp_path: Path):
@@ -69,5 +75,5 @@ def test_a_sidecar_that_does_not_run_stops_the_run_before_scoring(tmp_path: Path
                env={"STEP3VL_LATEX2SYMPY_PYTHON": str(tmp_path / "no-such-python")})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().endswith("not a Python that runs latex2sympy2 1.9.1 (create one with .ci/"
-                                        "setup_oracle_venv.sh, or unset STEP3VL_LATEX2SYMPY_PYTHON to use the emulation)")
+                                        "setup_oracle_venv.sh, or unset STEP3VL_LATEX2SYMPY_PYTHON to use the side install)")
     assert len(proc.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

@@ -176,7 +176,7 @@ OFFICIAL_VALUES = [
 
 
 # The original parser's reading (latex2sympy2 1.9.1), as values: also run through the original
-# itself (the sidecar engine) in the oracle tier.
+# itself (the official engine) in the oracle tier.
 PREFIX_VALUES = [
     ("\\frac{1}{4}}oftheareaofabcd", 0.25, "the longest valid prefix"),
     ("5.so,evenwithout", 5, "'.' before a letter ends the prefix"),

@@ -7,8 +7,9 @@ and must give the same extracted answer and the same verdict on every one, over 
 - released: every response of the four released MATH-V prediction files (4 x 3,040);
 - generated: 20,000 responses built at test time over the real golds and options of `test.jsonl`
   (`tests/mathvision_corpus.py`, seeded).
-Both equality engines are held to it: the emulation (the default) and the latex2sympy2 sidecar; they
-score while the oracle works, and the test prints one summary line per engine.
+Both equality engines are held to it: MATH-V's parser in its sidecar (the default, here the oracle
+venv's Python) and the emulation; they score while the oracle works, and the test prints one summary
+line per engine. tests/test_fuzz_mathvision.py adds 100,000 fuzzed answers.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from mathvision_corpus import generated_responses
 from test_mathvision import ORIGINAL_PARSER_CASES, PREFIX_VALUES
 
 from evals.types import Response
-from tasks import mathvision_rules
-from tasks.latex2sympy_sidecar import ENV_VAR
 from tasks.mathvision import MathVision
 
 pytestmark = [pytest.mark.oracle, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -95,9 +94,10 @@ def samples() -> dict[str, Any]:
     return {s.id: s for s in MathVision().load(str(data), None, None)}
 
 
-def project_answers(rows: list[dict[str, Any]], samples: dict[str, Any]) -> tuple[list[tuple[str, bool]], float]:
-    """(the project's (extracted answer, verdict) per row, items/s)."""
-    task, found = MathVision(), []
+def project_answers(rows: list[dict[str, Any]], samples: dict[str, Any],
+                    engine: str) -> tuple[list[tuple[str, bool]], float]:
+    """(the project's (extracted answer, verdict) per row with this equality engine, items/s)."""
+    task, found = MathVision(equality=engine), []
     started = time.perf_counter()
     for row in rows:
         scored = task.score(samples[row["id"]], Response(key=row["id"], text=row["response"]))
@@ -105,25 +105,12 @@ def project_answers(rows: list[dict[str, Any]], samples: dict[str, Any]) -> tupl
     return found, len(rows) / (time.perf_counter() - started)
 
 
-def with_engine(engine: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    if engine == "sidecar":
-        monkeypatch.setenv(ENV_VAR, str(ORACLE_PYTHON))
-    else:
-        monkeypatch.delenv(ENV_VAR, raising=False)
-    mathvision_rules.emulated_value.cache_clear()
-    mathvision_rules.sidecar_value.cache_clear()
-    return mathvision_rules.equality_engine()
-
-
 def test_project_agrees_with_the_official_scorer(corpora: tuple[dict[str, list[dict[str, Any]]], Oracle],
-                                                 samples: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
+                                                 samples: dict[str, Any]):
     """Both engines score both corpora (while the oracle works), then every answer and verdict is compared."""
     rows, oracle = corpora
-    ours = {}
-    for engine in ("emulation", "sidecar"):
-        with_engine(engine, monkeypatch)
-        ours[engine] = {name: project_answers(corpus, samples) for name, corpus in rows.items()}
-    with_engine("emulation", monkeypatch)
+    ours = {engine: {name: project_answers(corpus, samples, engine) for name, corpus in rows.items()}
+            for engine in ("official", "emulated")}
     verdicts = oracle.verdicts()
     official = {"released": verdicts[:len(rows["released"])], "generated": verdicts[len(rows["released"]):]}
     assert len(official["released"]) == 4 * 3040 and len(official["generated"]) == GENERATED
@@ -165,14 +152,13 @@ def test_rule_tables_agree_with_the_oracle(tmp_path: Path):
     assert got == [(answer, correct) for _, _, _, answer, correct, _ in ORIGINAL_PARSER_CASES]
 
 
-def test_sidecar_never_runs_an_answer_and_bounds_each_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Hostile answers through the sidecar engine: nothing executed, each verdict within the limit."""
+def test_sidecar_never_runs_an_answer_and_bounds_each_parse(tmp_path: Path):
+    """Hostile answers through the official engine (the sidecar): nothing executed, each verdict within the limit."""
     from test_untrusted_text import PER_ANSWER_SECONDS, payloads
 
     oracle_dir()
-    with_engine("sidecar", monkeypatch)
     marker = tmp_path / "PWNED"
-    task = MathVision()
+    task = MathVision(equality="official")
     sample = task.load(str(shared_data("mathvision", "data", "testmini.jsonl")), None, 1)[0]
     for text in payloads(marker):
         started = time.perf_counter()
@@ -181,7 +167,6 @@ def test_sidecar_never_runs_an_answer_and_bounds_each_parse(tmp_path: Path, monk
         assert seconds < PER_ANSWER_SECONDS, f"{text[:60]!r} took {seconds:.1f} s"
         assert scored.correct is False
     assert not marker.exists(), "a model answer was executed"
-    with_engine("emulation", monkeypatch)
 
 
 def test_value_table_agrees_with_the_original_parser():

@@ -1,0 +1,162 @@
+"""MathVision's equality fuzzed against the official scorer (oracle tier, issue 20): 10,000 distinct
+answers from `tests/mathvision_fuzz.py` (STEP3VL_FUZZ_N for more), scored by MATH-V's `evaluate.py` itself (its own venv,
+latex2sympy2 1.9.1) and by the project with each engine.
+
+- the default engine (MATH-V's parser in its sidecar) gives the official extracted answer and verdict
+  on every one: 0 disagreements;
+- the emulation (`-T equality=emulated`) agrees except for the deliberate deviations that
+  docs/tasks.md counts, class by class: the counts here must be the documented ones;
+- the answers that make the official scorer run for ever (HANGS) get a verdict within the
+  per-answer time limit from both engines (wrong), and are counted.
+
+The oracle runs in two worker processes while the project scores; the sidecar gets its texts in
+batches. The test prints its corpus size, disagreements and runtime in the oracle summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, report_oracle
+from mathvision_fuzz import HANGS, fuzz_items, oracle_test_lines
+from test_oracle_mathvision import ORACLE_PYTHON, ORACLE_WORKER, Oracle, oracle_dir
+
+from evals.types import Response, Sample
+from tasks.mathvision import MathVision
+from tasks.mathvision_rules import official_extract
+
+pytestmark = [pytest.mark.oracle, pytest.mark.slow, pytest.mark.timeout(1200)]
+
+DEFAULT_FUZZED, SEED = 10_000, 20261203
+# More answers for a longer run (`STEP3VL_FUZZ_N=100000`: about 10x the time); the emulation's
+# class counts are the documented ones for the default corpus only.
+FUZZED = int(os.environ.get("STEP3VL_FUZZ_N") or DEFAULT_FUZZED)
+BATCH = 4000
+HANG_WAIT_S = 3.0  # the official scorer is still at work on each hang after this long
+PER_ANSWER_SECONDS = 10.0  # the product's limit (the sidecar's 5 s parse limit, and the process restart)
+DOCS = REPO / "docs" / "tasks.md"
+
+# The emulation's deliberate deviations, by class: (name, the official model_answer matches). The
+# first class that matches names a disagreement; docs/tasks.md gives the count of each.
+DEVIATIONS: list[tuple[str, re.Pattern[str]]] = [
+    # `\operatorname{floor}(x)`: the original reads a function there; the emulation refuses it
+    ("operatorname", re.compile(r"\\operatorname")),
+    # a group inside `\{ \}` / `\lbrace \rbrace` (`\{{80}\}`), or an unmatched `\}` / `\rbrace` the
+    # original stops before: the emulation refuses them
+    ("escaped_braces", re.compile(r"\\\{\{|\\lbrace\{|\\rbrace|\\\}")),
+    # `\exp{\ln{x}}` (braced) times something: the fork reads the product into the exponent
+    ("exp_ln_product", re.compile(r"\\exp\{\\ln\{.*\}\}(\\times|\\cdot)")),
+    # text after a complete expression (`_`, `…`, `)`, `.}`, `^1^1`, a thin space) that the original's
+    # longest-prefix reading skips or rejects and the emulation judges the other way
+    ("prefix_reading", re.compile(r"[_…)}\u2009]|\^1\^1")),
+]
+
+
+def deviation_class(official_answer: str) -> str:
+    for name, pattern in DEVIATIONS:
+        if pattern.search(official_answer):
+            return name
+    return "unclassified"
+
+
+def documented_counts() -> dict[str, int]:
+    """The `| class | count |` rows of docs/tasks.md's table of the emulation's deviations."""
+    section = DOCS.read_text().split("<!-- emulation-deviations -->")
+    assert len(section) == 3, "docs/tasks.md must hold the deviations table between two <!-- emulation-deviations --> marks"
+    rows = re.findall(r"^\| `?([a-z_]+)`? \| (\d+) \|", section[1], flags=re.MULTILINE)
+    return {name: int(count) for name, count in rows}
+
+
+def score_all(task: MathVision, items: list[dict[str, Any]], samples: dict[str, Sample]) -> list[tuple[str, bool]]:
+    """(extracted answer, verdict) per item; the sidecar's texts sent in batches first."""
+    found = []
+    for start in range(0, len(items), BATCH):
+        chunk = items[start:start + BATCH]
+        task.prefetch([(samples[i["id"]], official_extract(i["response"])[0]) for i in chunk])
+        for item in chunk:
+            scored = task.score(samples[item["id"]], Response(key=item["id"], text=item["response"]))
+            found.append((scored.extracted or "", scored.correct))
+    return found
+
+
+def sample_of(line: dict[str, Any]) -> Sample:
+    return Sample(id=line["id"], messages=[], target=str(line["answer"]), choices=None, metadata={})
+
+
+def test_fuzzed_answers_get_the_official_verdict(tmp_path: Path):
+    oracle_dir()
+    started = time.perf_counter()
+    items = fuzz_items(FUZZED, SEED)
+    assert len({i["response"] for i in items}) == FUZZED
+    lines = oracle_test_lines(items)
+    test_jsonl = tmp_path / "test.jsonl"
+    test_jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    samples = {line["id"]: sample_of(line) for line in lines}
+    oracle = Oracle([{"id": i["id"], "response": i["response"]} for i in items], test_jsonl, tmp_path)
+
+    ours = {engine: score_all(MathVision(equality=engine), items, samples) for engine in ("official", "emulated")}
+    official = oracle.verdicts()
+    seconds = time.perf_counter() - started
+    distinct_answers = len({row["model_answer"] for row in official})
+
+    disagreements: dict[str, list[dict[str, Any]]] = {}
+    for engine, found in ours.items():
+        disagreements[engine] = [
+            {"gold": item["gold"], "response": item["response"], "ours": answer, "our_verdict": correct,
+             "official": row["model_answer"], "official_verdict": row["correct"]}
+            for item, row, (answer, correct) in zip(items, official, found)
+            if (answer, correct) != (row["model_answer"], row["correct"])]
+    by_class = Counter(deviation_class(d["official"]) for d in disagreements["emulated"])
+    report_oracle(f"oracle mathvision fuzz: {FUZZED} distinct answers ({distinct_answers} distinct extracted), "
+                  f"official engine {len(disagreements['official'])} disagreements, emulation "
+                  f"{len(disagreements['emulated'])} (deliberate, by class: {dict(sorted(by_class.items()))}), "
+                  f"{seconds:.0f} s")
+    if os.environ.get("STEP3VL_FUZZ_DUMP"):  # every disagreement, for whoever classifies them
+        Path(os.environ["STEP3VL_FUZZ_DUMP"]).write_text(json.dumps(disagreements, indent=1, ensure_ascii=False))
+    assert disagreements["official"] == [], json.dumps(disagreements["official"][:5], indent=1, ensure_ascii=False)
+    unclassified = [d for d in disagreements["emulated"] if deviation_class(d["official"]) == "unclassified"]
+    assert unclassified == [], json.dumps(unclassified[:8], indent=1, ensure_ascii=False)
+    if FUZZED == DEFAULT_FUZZED:
+        assert dict(by_class) == {k: v for k, v in documented_counts().items() if v}
+
+
+def test_answers_that_hang_the_official_scorer_are_scored_in_time_and_counted(tmp_path: Path):
+    oracle_dir()
+    lines = [{"id": str(i), "answer": "12", "options": [], "question": "", "level": 1, "subject": "fuzz"}
+             for i in range(len(HANGS))]
+    test_jsonl = tmp_path / "test.jsonl"
+    test_jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    procs = []
+    for i, answer in enumerate(HANGS):  # the official scorer on each, all at once
+        batch = tmp_path / f"hang{i}.jsonl"
+        batch.write_text(json.dumps({"id": str(i), "response": f"\\boxed{{{answer}}}"}) + "\n")
+        procs.append(subprocess.Popen([str(ORACLE_PYTHON), str(ORACLE_WORKER), str(oracle_dir()), str(test_jsonl),
+                                       str(batch)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(HANG_WAIT_S)
+    still_running = [proc.poll() is None for proc in procs]
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+    assert all(still_running), [a for a, running in zip(HANGS, still_running) if not running]
+
+    sample = sample_of(lines[0])
+    timings = {}
+    for engine in ("official", "emulated"):
+        task = MathVision(equality=engine)
+        task.score(sample, Response(key="warm", text="\\boxed{12}"))  # the sidecar started
+        for answer in HANGS:
+            began = time.perf_counter()
+            scored = task.score(sample, Response(key="1", text=f"\\boxed{{{answer}}}"))
+            timings[engine, answer] = time.perf_counter() - began
+            assert scored.correct is False and timings[engine, answer] < PER_ANSWER_SECONDS, (engine, answer)
+    report_oracle(f"oracle mathvision hangs: {len(HANGS)} answers the official scorer does not finish "
+                  f"({HANG_WAIT_S:.0f} s and counting), scored wrong by both engines in at most "
+                  f"{max(timings.values()):.1f} s each")
