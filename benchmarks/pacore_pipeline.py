@@ -1,0 +1,177 @@
+"""PaCoRe against SeRe at GPU scale, side by side: how busy each keeps a heavy-tailed server, when
+PaCoRe's first final record exists, and each run's peak RSS against the volume of its replies.
+
+    python benchmarks/pacore_pipeline.py [--latency 0.2] [--sigma 1.0] [--problems 30] [--repeats 8]
+                                         [--width 16] [--concurrency 64] [--pad 262144] [--rss-repeats 64]
+
+The server is the test chat server (tests/chat_server.py) in its own process, a fresh one per run:
+each call sleeps a lognormal time (median `--latency`, sigma `--sigma`) drawn from a seeded
+generator in the order calls arrive, so both runs of a pair meet the same sequence of latencies.
+The issue's workload is median 0.4 s; the default halves it (same shape, half the wall time).
+Each run is the CLI in a subprocess (`os.wait4` gives its own peak RSS).
+
+- Busy share: the seconds the server spent answering, over concurrency x its window (first arrival
+  to last answer). SeRe sends as many calls as PaCoRe (problems x repeats x (width + 1)); the
+  figure is PaCoRe's share over SeRe's (goal >= 0.98).
+- First final: when the server answered PaCoRe's first synthesis (its final record is appended
+  right after) and its last round-0 call, in seconds after the first arrival.
+- Memory: PaCoRe with every reply padded to `--pad` characters of reasoning (>= 1 GB of replies at
+  the defaults) and SeRe with `--rss-repeats` repeats of the same replies; peak RSS over the
+  replies' volume (goal < 0.25).
+
+Prints one line per figure, then a JSON line with everything. Exit status 0 whatever the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from api_throughput import write_problems  # noqa: E402
+
+BUSY_GOAL = 0.98
+RSS_GOAL = 0.25
+
+
+@contextmanager
+def heavy_tailed_server(latency: float, sigma: float, pad: int = 0) -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "chat_server.py"), "--latency", str(latency),
+                             "--sigma", str(sigma), "--pad-reasoning", str(pad)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def server_stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/stats", timeout=30) as r:
+        return dict(json.loads(r.read()))
+
+
+def run(url: str, data: Path, out: Path, repeats: int, concurrency: int, *extra: str) -> dict[str, Any]:
+    """One CLI run to completion: its wall time, CPU, peak RSS and the server's stats."""
+    command = [sys.executable, "-m", "evals.cli", "run", "aime2025", "--model", "openai/bench", "--base-url", url,
+               "--data", str(data), "--samples", str(repeats), "--concurrency", str(concurrency),
+               "--out", str(out), "--quiet", *extra]
+    launched = time.time()
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()  # the run writes little there; read to the end, then reap
+    _, status, usage = os.wait4(proc.pid, 0)
+    stats = server_stats(url)
+    window = stats["last_answer"] - stats["first_arrival"]
+    figures = {"returncode": os.waitstatus_to_exitcode(status), "wall": time.time() - launched,
+               "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+               "calls": stats["calls"], "window": window,
+               "busy_share": stats["busy_seconds"] / (concurrency * window),
+               "stderr": stderr.decode("utf-8", "replace")[-500:]}
+    if stats.get("first_synthesis_answer") is not None:
+        figures["first_final_at"] = stats["first_synthesis_answer"] - stats["first_arrival"]
+        figures["last_round0_at"] = stats["last_plain_answer"] - stats["first_arrival"]
+    return figures
+
+
+def reply_volume_mb(run_root: Path) -> float:
+    """The replies' text as the run saved them (calls.jsonl for PaCoRe, else samples.jsonl)."""
+    (run_dir,) = run_root.iterdir()
+    calls = run_dir / "calls.jsonl"
+    return (calls if calls.exists() else run_dir / "samples.jsonl").stat().st_size / 2**20
+
+
+def busy_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    data = write_problems(work / "problems.jsonl", args.problems)
+    calls = args.problems * args.repeats * (args.width + 1)
+    figures = {}
+    for name, repeats, extra in (("sere", calls // args.problems, []),
+                                 ("pacore", args.repeats, ["--mode", "pacore", "--pacore-widths", str(args.width)])):
+        with heavy_tailed_server(args.latency, args.sigma) as url:
+            figures[name] = run(url, data, work / f"busy-{name}", repeats, args.concurrency, *extra)
+    return figures
+
+
+def memory_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    data = write_problems(work / "problems.jsonl", args.problems)
+    figures = {}
+    for name, repeats, extra in (("pacore", args.repeats, ["--mode", "pacore", "--pacore-widths", str(args.width)]),
+                                 ("sere", args.rss_repeats, [])):
+        with heavy_tailed_server(args.rss_latency, args.sigma, args.pad) as url:
+            out = work / f"rss-{name}"
+            f = run(url, data, out, repeats, args.concurrency, *extra)
+        f["replies_mb"] = f["calls"] * args.pad / 2**20  # the padding alone: the replies' text
+        f["saved_mb"] = reply_volume_mb(out)
+        f["rss_over_replies"] = f["peak_rss_mb"] / f["replies_mb"]
+        figures[name] = f
+        shutil.rmtree(out, ignore_errors=True)  # a GB on disk: gone before the next run
+    return figures
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min) {five:.1f} (5 min)"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--latency", type=float, default=0.2, help="median seconds per call (the issue's: 0.4)")
+    p.add_argument("--sigma", type=float, default=1.0, help="lognormal sigma of the latency")
+    p.add_argument("--problems", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=8)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--pad", type=int, default=262144, help="characters of reasoning per reply in the memory runs")
+    p.add_argument("--rss-repeats", type=int, default=64, help="SeRe repeats in the memory run")
+    p.add_argument("--rss-latency", type=float, default=0.02, help="median seconds per call in the memory runs")
+    p.add_argument("--skip-memory", action="store_true")
+    args = p.parse_args()
+
+    print(f"{os.cpu_count()} CPUs, {load()}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="step3vl-pacore-"))
+    try:
+        busy = busy_figures(args, work)
+        memory = {} if args.skip_memory else memory_figures(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    sere, pacore = busy["sere"], busy["pacore"]
+    ratio = pacore["busy_share"] / sere["busy_share"]
+    print(f"heavy-tailed server (median {args.latency:g} s, sigma {args.sigma:g}), {args.problems} problems, "
+          f"concurrency {args.concurrency}: SeRe {sere['calls']} calls, busy {sere['busy_share']:.3f} "
+          f"({sere['window']:.1f} s window); PaCoRe x {args.repeats} width {args.width}: {pacore['calls']} calls, "
+          f"busy {pacore['busy_share']:.3f} ({pacore['window']:.1f} s)")
+    print(f"PaCoRe busy / SeRe busy = {ratio:.3f} (goal >= {BUSY_GOAL}): {'ok' if ratio >= BUSY_GOAL else 'MISSED'}")
+    first, last0 = pacore.get("first_final_at"), pacore.get("last_round0_at")
+    if first is not None and last0 is not None:
+        print(f"PaCoRe first final answered {first:.2f} s after the first call, last round-0 reply {last0:.2f} s "
+              f"({first / last0:.3f} of it): {'ok' if first < last0 else 'MISSED'}")
+    for name, f in memory.items():
+        print(f"peak RSS {name}: {f['peak_rss_mb']:.0f} MB for {f['calls']} replies of {args.pad} characters "
+              f"({f['replies_mb']:.0f} MB; {f['saved_mb']:.0f} MB saved) = {f['rss_over_replies']:.3f} of the "
+              f"replies (goal < {RSS_GOAL}): {'ok' if f['rss_over_replies'] < RSS_GOAL else 'MISSED'} "
+              f"[{f['wall']:.0f} s, exit {f['returncode']}]")
+    bad = [f"{n}: exit {f['returncode']} {f['stderr']}" for n, f in [*busy.items(), *memory.items()]
+           if f["returncode"] != 0]
+    for line in bad:
+        print(f"FAILED RUN {line}")
+    print(f"{load()}")
+    print(json.dumps({"busy": busy, "memory": memory, "busy_ratio": ratio}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
