@@ -20,14 +20,20 @@ Each run is the CLI in a subprocess (`os.wait4` gives its own peak RSS).
   the defaults) and SeRe with `--rss-repeats` repeats of the same replies; peak RSS over the
   replies' volume (goal < 0.25).
 
+`--simulate N` drives the same scheduler (evals.modes.Pipeline) in simulated time over N latency
+seeds instead: no client CPU, no HTTP, only where the calls' order leaves the server idle.
+
 Prints one line per figure (`--json`: then a JSON line with everything). Exit status 0 whatever the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -41,6 +47,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
 
 from api_throughput import write_problems  # noqa: E402
 
@@ -129,6 +136,63 @@ def memory_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return figures
 
 
+# ---- the same scheduler in simulated time (no client CPU, no HTTP) ------------------------------
+
+class NoBackend:
+    max_model_len = None
+
+    def close(self) -> None:
+        pass
+
+
+def simulated_busy(next_request: Any, received: Any, concurrency: int, latency: float, sigma: float,
+                   seed: int) -> float:
+    """Busy share of a server with `concurrency` slots when `next_request` fills every free slot at
+    once: each call takes a lognormal time drawn in the order calls go out (as the server draws them)."""
+    from evals.types import Response, Usage
+
+    rng = random.Random(seed)
+    now, busy, in_flight, events, order = 0.0, 0.0, 0, [], 0
+    while True:
+        while in_flight < concurrency:
+            req = next_request()
+            if req is None:
+                break
+            took = latency * math.exp(sigma * rng.gauss(0, 1))
+            busy, in_flight, order = busy + took, in_flight + 1, order + 1
+            heapq.heappush(events, (now + took, order, req))
+        if not events:
+            return busy / (concurrency * now)
+        now, _, req = heapq.heappop(events)
+        in_flight -= 1
+        received(Response(req.key, text="\\boxed{1}", usage=Usage(10, 5)))
+
+
+def simulate(args: argparse.Namespace, seeds: list[int], lookahead_windows: float | None = None) -> list[float]:
+    """PaCoRe's busy share over SeRe's per seed, the real Pipeline driven in simulated time."""
+    from evals.modes import PaCoRe, Pipeline
+    from evals.types import GenParams, Message, Request, RunSpec, Text
+
+    calls = args.problems * args.repeats * (args.width + 1)
+    ratios = []
+    for seed in seeds:
+        todo = iter(range(calls))
+        sere = simulated_busy(lambda: (lambda i: None if i is None else Request(f"c{i}", "s", 0, [], GenParams()))(
+            next(todo, None)), lambda r: None, args.concurrency, args.latency, args.sigma, seed)
+        spec = RunSpec(task="aime2025", model="sim", mode="pacore", concurrency=args.concurrency,
+                       pacore_widths=[args.width])
+        mode = PaCoRe(NoBackend(), spec)  # type: ignore[arg-type]
+        if lookahead_windows is not None:
+            mode.lookahead = int(lookahead_windows * args.concurrency * args.width)
+        requests = [Request(f"p{i}#{r}", f"p{i}", r, [Message("user", [Text(f"Problem {i}")])],
+                            GenParams(max_tokens=100, seed=1000 * i + r))
+                    for i in range(args.problems) for r in range(args.repeats)]
+        run = Pipeline(mode, requests, None, mode.lookahead, mode.reserve)
+        pacore = simulated_busy(run.next_request, run.received, args.concurrency, args.latency, args.sigma, seed)
+        ratios.append(pacore / sere)
+    return ratios
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min) {five:.1f} (5 min)"
@@ -148,7 +212,17 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="latency seeds: one SeRe/PaCoRe pair each")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--json", action="store_true", help="end with a JSON line of every figure")
+    p.add_argument("--simulate", type=int, default=0, metavar="N",
+                   help="only the scheduler in simulated time, over N latency seeds (no CPU, no HTTP)")
     args = p.parse_args()
+
+    if args.simulate:
+        seeds = list(range(args.simulate))
+        for name, windows in (("ends as it goes (no end of run)", 0.0), ("as the harness runs it", None)):
+            r = simulate(args, seeds, windows)
+            print(f"simulated, {name}: PaCoRe busy / SeRe busy = {sum(r) / len(r):.3f} mean over {len(r)} seeds "
+                  f"({min(r):.3f}-{max(r):.3f})")
+        return 0
 
     print(f"{os.cpu_count()} CPUs, {load()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="step3vl-pacore-"))
