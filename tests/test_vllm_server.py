@@ -172,7 +172,9 @@ def test_requests_over_the_context_are_fitted_or_retried_and_none_is_lost(vllm_s
     server's answer (a 400 naming the context, or a clamp) still ends in a reply. No request is lost,
     none goes over the context."""
     context = 2048
-    prompt = [Text("Count the words: " + "apple " * 1880)]
+    probe = httpx.post(f"{vllm_server.removesuffix('/v1')}/tokenize", json={"model": SERVED_NAME, "prompt": "apple " * 100},
+                       timeout=30.0).json()["count"]
+    prompt = [Text("Count the words: " + "apple " * (1850 * 100 // probe))]  # ~1,900 tokens with the template
     requests = [Request(f"long{i}", f"long{i}", 0, [Message("user", prompt)],
                         GenParams(max_tokens=65536, temperature=1.0, seed=i)) for i in range(4)]
     spec = RunSpec(task="t", model=f"openai/{SERVED_NAME}", base_urls=[vllm_server], concurrency=4)
