@@ -3,8 +3,9 @@
     python benchmarks/run.py [--latency 0.2] [--concurrency 64] [--requests 2000] [--pairs 800]
 
 Prints one table (figure, measured, goal, verdict; the image path, MathVision testmini with its
-figures, next to the text path) and then the lines of the PaCoRe-round and
-hf-batching benchmarks when those scripts are present. Timings depend on the machine and on what
+figures, next to the text path) and then the lines of the PaCoRe-round, PaCoRe-pipeline (busy share
+against SeRe, first final record, peak RSS per GB of replies) and hf-batching benchmarks when those
+scripts are present. Timings depend on the machine and on what
 else runs on it: the header gives the CPU count and the load average before and after, so that a
 figure taken on a busy machine reads as such. Exit status 0 whatever the figures (a benchmark,
 not a test). docs/performance.md explains each figure and how to size --concurrency.
@@ -33,6 +34,7 @@ from tsv_memory import tsv_figures, write_tsv
 
 HEAVY_MODULES = ("torch", "transformers", "vllm")
 EXTERNAL_TIMEOUT = 240  # seconds for each of the other issues' scripts
+PIPELINE_TIMEOUT = 600  # pacore_pipeline.py: 6 runs of 4,080 calls and two of 1 GB of replies
 
 
 @dataclass
@@ -136,7 +138,7 @@ def tsv_rows(path: Path, work: Path) -> list[Row]:
     return [loader, whole]
 
 
-def external_lines(script: str, needs: str | None, args: list[str]) -> list[str]:
+def external_lines(script: str, needs: str | None, args: list[str], timeout: float = EXTERNAL_TIMEOUT) -> list[str]:
     """The output of another issue's benchmark script, or one line saying why it was skipped."""
     path = HERE / script
     if not path.exists():
@@ -145,9 +147,9 @@ def external_lines(script: str, needs: str | None, args: list[str]) -> list[str]
         return [f"{script}: skipped ({needs} is not installed)"]
     try:
         proc = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, cwd=ROOT,
-                              timeout=EXTERNAL_TIMEOUT, check=False)
+                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return [f"{script}: stopped after {EXTERNAL_TIMEOUT} s"]
+        return [f"{script}: stopped after {timeout:.0f} s"]
     lines = proc.stdout.strip().splitlines()
     if proc.returncode not in (0, 1):  # pacore_round exits 1 when it misses its goal: still figures
         lines.append(f"(exit {proc.returncode}) {proc.stderr.strip().splitlines()[-1:] or ''}")
@@ -194,6 +196,8 @@ def main() -> int:
     print(f"\n{load()} after {time.time() - started:.0f} s of measuring")
     print("\n== PaCoRe round (benchmarks/pacore_round.py) ==")
     print("\n".join(external_lines("pacore_round.py", None, ["--latency", "0.5", "--width", "16"])))
+    print("\n== PaCoRe at GPU scale vs SeRe, heavy-tailed server (benchmarks/pacore_pipeline.py) ==")
+    print("\n".join(external_lines("pacore_pipeline.py", None, ["--seeds", "0", "1", "2"], PIPELINE_TIMEOUT)))
     print("\n== hf batching (benchmarks/hf_batching.py) ==")
     print("\n".join(external_lines("hf_batching.py", "torch", [])))
     print(f"\ntotal {time.time() - started:.0f} s")

@@ -101,6 +101,10 @@ ORDER_SEED = 42
 SYNTHESIS_CONTEXT = 131072
 BYTES_PER_TOKEN = 3
 IMAGE_TOKENS_GUESS = 1024  # per image, when the backend reports no prompt tokens
+# The end of a pipelined run: round-0 calls for this many windows' worth of problems (concurrency x
+# width) left to send. Measured against a heavy-tailed server (benchmarks/pacore_pipeline.py,
+# docs/performance.md); more keeps the server busier at the end, holds more problems in flight.
+LOOKAHEAD_WINDOWS = 3
 
 
 @functools.lru_cache(maxsize=1)
@@ -308,6 +312,9 @@ class PaCoRe:
         if self.schedule not in SCHEDULES:
             raise UserError(f"-O pacore_schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         self.wave = max(1, spec.concurrency)  # calls per generate() on a backend that takes batches
+        # the end of the run, in round-0 calls left to send: earlier rounds go first from there (Pipeline)
+        self.lookahead = LOOKAHEAD_WINDOWS * self.wave * (self.pool or self.widths[0])
+        self.reserve = self.wave  # later-round calls the end of the run keeps ready behind round 0
         self.cache: CallCache | None = None
         self.writer: store.RecordWriter | None = None
         self.sent = 0  # sub-calls handed to the wrapped adapter (cache hits excluded)
@@ -409,7 +416,7 @@ class PaCoRe:
     # -- the whole run --
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
-        run = Pipeline(self, requests, on_response)
+        run = Pipeline(self, requests, on_response, self.lookahead, self.reserve)
         if self.schedule == "rounds":
             run.admit_all()  # every problem's round 0 at once: a wave per round, the barrier of old
             self.drive_in_waves(run, None)
@@ -494,9 +501,17 @@ class Pipeline:
     then earlier problems first; a new problem is let in only when nothing else is ready, so the
     replies held in memory are those of the few problems in flight. Calls found in calls.jsonl are
     answered on the spot. None means nothing is ready now: more may come as replies come back.
+
+    The end of the run is the exception. Once the round-0 calls not yet sent fit in `lookahead`
+    (three windows of `--concurrency` problems, at most half the run's round-0 calls), the remaining
+    problems are let in at once and round 0 goes first while at most `reserve` (one window) later-round
+    calls are ready; beyond that they go first, so finals keep coming. The last round-0 calls thus
+    leave earlier, and the reserve of syntheses they leave behind fills the window while the slowest
+    round-0 replies come back. Later rounds first to the very end would leave the window emptying
+    behind each problem's slowest reply, then a synthesis after it.
     """
 
-    def __init__(self, mode: PaCoRe, requests: list[Request], on_response: Any):
+    def __init__(self, mode: PaCoRe, requests: list[Request], on_response: Any, lookahead: int = 0, reserve: int = 0):
         self.mode = mode
         self.on_response = on_response
         groups: dict[str, list[Request]] = {}
@@ -504,7 +519,13 @@ class Pipeline:
             groups.setdefault(r.sample_id if mode.pool is not None else r.key, []).append(r)
         self.waiting_groups = iter(groups.values())
         self.admitted = 0
+        # round-0 calls not handed out yet (sent or answered from calls.jsonl)
+        self.round0_left = len(groups) * mode.pool if mode.pool is not None else len(requests) * mode.widths[0]
+        self.lookahead = min(lookahead, self.round0_left // 2)  # the first half always finishes as it goes
+        self.reserve = reserve
+        self.ended = False
         self.ready: list[tuple[int, int, int, Call]] = []  # heap: (-round, problem seq, order, call)
+        self.ready0: list[tuple[int, int, Call]] = []  # the end of the run's round-0 calls: (problem seq, order, call)
         self.order = 0
         self.pending: dict[str, Call] = {}  # handed to the backend, reply not back yet
         self.finals: dict[str, Response] = {}
@@ -535,17 +556,40 @@ class Pipeline:
         hit = self.mode.cached(call)
         if hit is not None:
             self.round_cached[call.round] += 1
+            self.round0_left -= call.round == 0
             self.deliver(call, replace(hit, key=call.request.key), True)
             return
         seq = min((p.seq for p, _ in call.targets), default=0)  # a pooled reply no repeat drew: made all the same
-        heapq.heappush(self.ready, (-call.round, seq, self.order, call))
+        if call.round == 0 and self.ending():
+            heapq.heappush(self.ready0, (seq, self.order, call))
+        else:
+            heapq.heappush(self.ready, (-call.round, seq, self.order, call))
         self.order += 1
 
+    def ending(self) -> bool:
+        return self.round0_left <= self.lookahead
+
     def next_request(self) -> Request | None:
-        while not self.ready:
+        if not self.ended and self.ending():
+            self.ended = True
+            later = []
+            for entry in self.ready:  # round-0 calls already waiting move ahead of the syntheses
+                if entry[0] == 0:
+                    heapq.heappush(self.ready0, entry[1:])
+                else:
+                    later.append(entry)
+            self.ready = later
+            heapq.heapify(self.ready)
+            self.admit_all()
+        while not self.ready and not self.ready0:
             if not self.admit():
                 return None
-        call = heapq.heappop(self.ready)[3]
+        if self.ready0 and len(self.ready) <= self.reserve:  # the end: round 0 first, up to a reserve of syntheses
+            call = heapq.heappop(self.ready0)[2]
+        else:
+            call = heapq.heappop(self.ready)[3]
+        if call.round == 0:
+            self.round0_left -= 1
         self.pending[call.request.key] = call
         self.mode.sent += 1
         return call.request

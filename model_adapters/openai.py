@@ -287,7 +287,8 @@ class ListFeed:
 #            a total of T tokens: P tokens from the input messages and M tokens for the completion. ..."
 #   vLLM:   "This model's maximum context length is N tokens. However, you requested T tokens (P in the
 #            messages, M in the completion). ..."  (newer: "... your prompt contains P input tokens ...")
-CONTEXT_LENGTH = re.compile(r"maximum context length (?:of |is )(\d+) tokens")
+#   vLLM 0.32, max_tokens alone over the context: "max_tokens=M cannot be greater than max_model_len=N. ..."
+CONTEXT_LENGTH = re.compile(r"maximum context length (?:of |is )(\d+) tokens|max_model_len=(\d+)")
 PROMPT_LENGTH = re.compile(r"(\d+) tokens from the input messages|\((\d+) in the messages|"
                            r"(?:has|contains) (?:at least )?(\d+) input tokens")
 BYTES_PER_TOKEN = 3  # prompt estimate without a tokenize endpoint: over for English, about right for CJK
@@ -313,7 +314,7 @@ def context_limit_error(status: int, content: bytes) -> ContextLimitError | None
         return None
     prompt = PROMPT_LENGTH.search(text)
     prompt_tokens = int(next(g for g in prompt.groups() if g)) if prompt else None
-    return ContextLimitError(f"HTTP 400: {text[:300]}", int(found.group(1)), prompt_tokens)
+    return ContextLimitError(f"HTTP 400: {text[:300]}", int(next(g for g in found.groups() if g)), prompt_tokens)
 
 
 def estimate_prompt_tokens(messages: list[Message]) -> int:
@@ -543,7 +544,11 @@ class OpenAIAdapter:
                                     exc: ContextLimitError) -> Response:
         """Once more, with the completion budget the server's own count allows; else an error that says so."""
         self.max_model_len = min(self.max_model_len or exc.context, exc.context)  # fit the next ones up front
-        room = exc.context - exc.prompt_tokens if exc.prompt_tokens is not None else 0
+        prompt = exc.prompt_tokens
+        if prompt is None:  # the server named its context only: count the prompt, else estimate it (over)
+            counted = await self.count_prompt_tokens(session, req) if self.tokenize_url else None
+            prompt = counted if counted is not None else estimate_prompt_tokens(req.messages)
+        room = exc.context - prompt
         if room < 1:
             return Response(req.key, error=f"the prompt leaves no room in the server's context of {exc.context} "
                                            f"tokens: {exc}")

@@ -268,10 +268,11 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.0)
     p.add_argument("--sigma", type=float, default=0.0, help="lognormal sigma of the latency (median --latency)")
     p.add_argument("--pad-reasoning", type=int, default=0, help="characters of reasoning added to every reply")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latency draws")
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args()
     server = ChatServer(latency=args.latency, sigma=args.sigma, pad_reasoning=args.pad_reasoning,
-                        port=args.port, models=None).start()
+                        port=args.port, models=None, rng=random.Random(args.seed)).start()
     print(server.url, flush=True)
     threading.Event().wait()
 

@@ -23,6 +23,8 @@ PROBLEMS = 30
     (400, VLLM_CONTEXT_ERROR.format(n=4096, t=5000, p=904, m=4096), (4096, 904), "older vLLM's words"),
     (400, "This model's maximum context length is 2048 tokens. However, your prompt contains 3000 input tokens, "
           "which exceeds this limit even without any output tokens.", (2048, 3000), "vLLM 0.32: the prompt alone"),
+    (400, "max_tokens=65536 cannot be greater than max_model_len=2048. Please request fewer output tokens.",
+     (2048, None), "vLLM 0.32: max_tokens alone over the context, no prompt count"),
     (400, '{"error": "messages must not be empty"}', None, "another 400"),
     (500, SGLANG_CONTEXT_ERROR.format(n=1, t=2, p=1, m=1), None, "not a 400: retried as a server error"),
 ])

@@ -203,7 +203,9 @@ def test_pipeline_sends_waves_of_concurrency_calls_later_rounds_first_and_the_sa
         return answer_by_seed(req)
 
     piped = RecordingAdapter(answer)
-    out = pacore(piped, [32, 4], concurrency=40).generate(requests_for(3), lambda r: events.append("final " + r.key))
+    mode = pacore(piped, [32, 4], concurrency=40)
+    mode.lookahead = 0  # no end of run (below): later rounds first to the last call
+    out = mode.generate(requests_for(3), lambda r: events.append("final " + r.key))
     assert all(len(b) <= 40 for b in piped.batches)
     # wave 1: s0's 32 calls, then s1's first 8; wave 2: s0's 4 syntheses first, then the rest of round 0
     assert [r.sample_id for r in piped.batches[0]] == ["s0"] * 32 + ["s1"] * 8
@@ -215,6 +217,37 @@ def test_pipeline_sends_waves_of_concurrency_calls_later_rounds_first_and_the_sa
     assert sorted(key(r) for b in piped.batches for r in b) == sorted(key(r) for b in barrier.batches for r in b)
     assert [(o.key, o.text, o.trace, o.meta, o.usage) for o in out] == [
         (o.key, o.text, o.trace, o.meta, o.usage) for o in rounds]
+
+
+def test_at_the_end_of_a_run_the_remaining_problems_round0_calls_go_before_syntheses():
+    # 8 problems x width 4, waves of 4: the end begins when 12 round-0 calls are left to send (s5, s6, s7)
+    piped = RecordingAdapter(answer_by_seed)
+    mode = pacore(piped, [4], concurrency=4)
+    mode.lookahead = 12
+    out = mode.generate(requests_for(8))
+    sent = [r.key for b in piped.batches for r in b]
+    end = sent.index("s5#0/r0/t0")
+    # before the end: each problem's synthesis before the next problem's calls
+    assert sent[:end].index("s2#0/r1/t0") < sent[:end].index("s3#0/r0/t2")
+    assert sent[end:end + 12] == [f"s{i}#0/r0/t{t}" for i in range(5, 8) for t in range(4)]  # then round 0 first
+    assert sent[end + 12:] == [f"s{i}#0/r1/t0" for i in range(4, 8)]
+    barrier = pacore(RecordingAdapter(answer_by_seed), [4], concurrency=4,
+                     adapter_options={"pacore_schedule": "rounds"}).generate(requests_for(8))
+    assert [(o.key, o.text, o.trace, o.meta) for o in out] == [(o.key, o.text, o.trace, o.meta) for o in barrier]
+    # a reserve of 1: past one ready synthesis, syntheses go first again (s3's and s4's before s7's calls)
+    held = RecordingAdapter(answer_by_seed)
+    mode = pacore(held, [4], concurrency=4)
+    mode.lookahead, mode.reserve = 12, 1
+    mode.generate(requests_for(8))
+    keys = [r.key for b in held.batches for r in b]
+    assert keys.index("s4#0/r1/t0") < keys.index("s7#0/r0/t0") < keys.index("s5#0/r1/t0")
+    # by default the end is 3 windows of problems (concurrency x width: 48 round-0 calls here), at most
+    # half the run: here its last 16 round-0 calls (s4-s7) go before the syntheses still to come
+    whole = RecordingAdapter(answer_by_seed)
+    pacore(whole, [4], concurrency=4).generate(requests_for(8))
+    keys = [r.key for b in whole.batches for r in b]
+    assert "s0#0/r1/t0" in keys[:keys.index("s4#0/r0/t0")]
+    assert all("/r0/" in k for k in keys[keys.index("s4#0/r0/t0"):][:16]) and keys[-1].endswith("/r1/t0")
 
 
 def test_trajectory_seeds_are_distinct_and_reproducible():
@@ -645,7 +678,10 @@ def test_pipeline_in_waves_over_the_hf_adapter_gives_the_barriers_answers(tmp_pa
                    adapter_options={"batch_size": 4})
     spy = BatchSpy(HFAdapter(str(answering_vlm), spec))
     requests = build_requests(samples, spec)
-    piped = wrap_mode(spy, spec).generate(requests)
+    mode = wrap_mode(spy, spec)
+    assert isinstance(mode, PaCoRe)
+    mode.lookahead = 0  # later rounds first throughout, so that waves mix rounds (a run this small is all end)
+    piped = mode.generate(requests)
     waves = list(spy.batches)
     spy.batches.clear()
     barrier = wrap_mode(spy, replace(spec, adapter_options={"batch_size": 4, "pacore_schedule": "rounds"}))

@@ -163,3 +163,36 @@ def test_extra_body_and_system_prompt_reach_vllms_chat_template(vllm_server: str
     assert on > plain == off  # "<think>\n" is in the prompt only when the kwarg reached the template
     assert system > plain
     assert len({plain_id, on_id, off_id, system_id}) == 4
+
+
+def test_requests_over_the_context_are_fitted_or_retried_and_none_is_lost(vllm_server: str) -> None:
+    """The server runs with --max-model-len 2048 and every request asks for 65,536 new tokens after a
+    prompt of ~1,900 tokens. The adapter that learned the context from /models (and counts prompts
+    with /tokenize) fits each max_tokens up front; one that knows nothing sends 65,536, and the
+    server's answer (a 400 naming the context, or a clamp) still ends in a reply. No request is lost,
+    none goes over the context."""
+    context = 2048
+    probe = httpx.post(f"{vllm_server.removesuffix('/v1')}/tokenize", json={"model": SERVED_NAME, "prompt": "apple " * 100},
+                       timeout=30.0).json()["count"]
+    prompt = [Text("Count the words: " + "apple " * (1850 * 100 // probe))]  # ~1,900 tokens with the template
+    requests = [Request(f"long{i}", f"long{i}", 0, [Message("user", prompt)],
+                        GenParams(max_tokens=65536, temperature=1.0, seed=i)) for i in range(4)]
+    spec = RunSpec(task="t", model=f"openai/{SERVED_NAME}", base_urls=[vllm_server], concurrency=4)
+    fitted = OpenAIAdapter(SERVED_NAME, spec)
+    assert fitted.max_model_len == context and fitted.tokenize_url is not None
+    blind = OpenAIAdapter(SERVED_NAME, spec)
+    blind.max_model_len, blind.tokenize_url = None, None  # as against a server that reports nothing
+    try:
+        answered = {name: adapter.generate(requests) for name, adapter in (("fitted", fitted), ("blind", blind))}
+    finally:
+        fitted.close()
+        blind.close()
+    for name, responses in answered.items():
+        assert [r.error for r in responses] == [None] * 4, name
+        for r in responses:
+            assert 1800 < r.usage.prompt_tokens < context
+            assert r.usage.prompt_tokens + r.usage.completion_tokens <= context
+    for r in answered["fitted"]:  # fitted up front: no 400, no retry
+        assert r.meta["max_tokens"] == context - r.usage.prompt_tokens and "context_retry" not in r.meta
+    if any(r.meta.get("context_retry") for r in answered["blind"]):  # the server rejected: its 400 taught the context
+        assert blind.max_model_len == context
