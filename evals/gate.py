@@ -157,8 +157,8 @@ def read_runs(path: Path, tasks: list[str] | None = None, strict: bool = False) 
 
 
 def select_runs(path: Path, run_dirs: list[Path], tasks: list[str] | None, strict: bool) -> dict[str, Path]:
-    """One run dir per task, among those of `tasks` (all when None). Several runs of a task: the
-    newest complete one, said on stderr; with `strict`, an error listing them."""
+    """One run dir per task, among those of `tasks` (all when None), by `store.select_run` (the rule
+    `compare` follows too); the choice is said on stderr."""
     found: dict[str, list[tuple[Path, RunResult]]] = {}
     for run_dir in run_dirs:
         result = store.load_result(run_dir)
@@ -166,27 +166,10 @@ def select_runs(path: Path, run_dirs: list[Path], tasks: list[str] | None, stric
             found.setdefault(result.spec.task, []).append((run_dir, result))
     chosen = {}
     for task, runs in sorted(found.items()):
-        if len(runs) == 1:
-            chosen[task] = runs[0][0]
-            continue
-        listing = "; ".join(f"{d.name} ({r.status}, finished {finished_at(r)})" for d, r in runs)
-        complete = [(d, r) for d, r in runs if r.status == "complete"]
-        if strict or not complete:
-            why = "--strict takes one run per task" if strict else "none of them is complete"
-            raise UserError(f"{path} holds {len(runs)} runs of {task} ({listing}): {why}; keep one, "
-                            "or narrow with --tasks")
-        newest = max(complete, key=lambda item: item[1].provenance.get("finished") or 0)[0]
-        print(f"gate: {path} holds {len(runs)} runs of {task}; using the newest complete one, {newest.name} "
-              "(--strict refuses instead)", file=sys.stderr)
-        chosen[task] = newest
+        chosen[task], note = store.select_run(path, task, runs, strict)
+        if note:
+            print(f"gate: {note}; --strict refuses instead", file=sys.stderr)
     return chosen
-
-
-def finished_at(result: RunResult) -> str:
-    stamp = result.provenance.get("finished")
-    if not isinstance(stamp, (int, float)):
-        return "never"
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
 def read_side(path_text: str, tasks: list[str] | None = None, strict: bool = False) -> dict[str, TaskRun]:
