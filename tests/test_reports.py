@@ -294,7 +294,8 @@ def test_the_same_run_saved_twice_keeps_the_later_and_says_so(fixture_runs, tmp_
     (copy / "samples.jsonl").write_text((src / "samples.jsonl").read_text())
     out = tmp_path / "r.html"
     build_report([str(src), str(copy)], html=str(out))
-    assert f"Left out: {res['run_id']} ({src.resolve()})" in out.read_text()
+    assert (f"Left out {src.resolve()} (complete, {res['counts']['requests']} requests): {copy.resolve()} has the "
+            "same run id and finished later.") in out.read_text()
 
 
 def test_html_leaderboard_has_scores_ci_n_published_rows_and_caveats(fixture_runs, report):
