@@ -294,7 +294,7 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
     prov = provenance(task, samples, spec)
     backend = load_adapter(spec)  # validates the model side before touching disk
     if hasattr(backend, "check_samples"):  # replay: a file made for other data is refused here
-        backend.check_samples(list(by_id), spec.repeats)
+        prov.update(backend.check_samples(list(by_id), spec.repeats, {s.id: s.target for s in samples}))
     adapter = wrap_mode(backend, spec)
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
     created = not run_dir.exists()
