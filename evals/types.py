@@ -134,7 +134,7 @@ class Scored:
     sample_id: str
     repeat: int
     extracted: str | None
-    rule: str  # answer_format | official | fallback | judge | none | error | truncated
+    rule: str  # answer_format | official | fallback | judge | filtered (a replayed tool's filter) | none | error | truncated
     correct: bool
     score: float = 0.0
     truncated: bool = False
