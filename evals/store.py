@@ -246,6 +246,9 @@ def select_run(folder: Path, task: str, runs: list[tuple[Path, RunResult]], stri
         raise UserError(f"{folder} holds {len(runs)} runs of {task} ({listing}): {why}; keep one, name its "
                         "run dir, or narrow with --tasks")
     real = [(d, r) for d, r in complete if not is_scripted(r.spec.model)]
+    if not real and len(complete) < len(runs) and any(not is_scripted(r.spec.model) for _, r in runs):
+        raise UserError(f"{folder} holds {len(runs)} runs of {task} ({listing}): no model's run of it is complete, "
+                        "and a script's run is no stand-in; resume it, or name a run dir")
     candidates = real or complete
     models = sorted({f"{short_model(r.spec.model)} · {r.spec.mode}" for _, r in candidates})
     if len(models) > 1:

@@ -93,6 +93,18 @@ def test_a_script_run_gives_way_to_a_model_run_and_the_choice_is_said(models, tm
                           f"{models['Gemini-Pro-CoT'].name}") and models["Gemini-Pro-CoT"].name in out
 
 
+def test_a_script_run_is_no_stand_in_for_a_model_run_that_is_not_complete(models, tmp_path: Path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / models["mock"].name).symlink_to(models["mock"])
+    stopped = runs / models["Gemini-Pro-CoT"].name
+    stopped.mkdir()
+    result = json.loads((models["Gemini-Pro-CoT"] / "results.json").read_text())
+    (stopped / "results.json").write_text(json.dumps({**result, "status": "incomplete"}))
+    assert main(["gate", "--write-baseline", str(runs), str(tmp_path / "b.json")]) == 2
+    assert "no model's run of it is complete, and a script's run is no stand-in" in capsys.readouterr().err
+
+
 def test_compare_takes_the_newest_run_of_one_model_like_the_gate(folder, capsys):
     assert main(["compare", str(folder["runs"]), str(folder["older"]), "--tasks", "aime2025"]) == 0
     out, err = capsys.readouterr()
