@@ -300,6 +300,8 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
     created = not run_dir.exists()
     # refuses a foreign or damaged run dir untouched
     done = prepare_run_dir(run_dir, spec, prov, dataset_fingerprint(samples, portable=False))
+    if done and hasattr(backend, "check_finished"):  # replay: the file must not have changed under the run
+        backend.check_finished(run_dir, done)
     task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
     if on_start is not None:
         on_start(run_dir)

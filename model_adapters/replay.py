@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evals import store
 from evals.extract import split_thinking
 from evals.types import Request, Response, RunSpec, UserError
 from model_adapters.formats import FILTERED, POSITION, VLMEVALKIT_SUFFIXES, foreign_records
@@ -245,6 +246,19 @@ class ReplayAdapter:
             return {}
         print(f"step3vl-eval: {filtered['note']}", file=sys.stderr)
         return {"replay": filtered}
+
+    def check_finished(self, run_dir: Path, done: set[str]) -> None:
+        """Resuming: the run id covers the file's path, not its content, so the answers this run already
+        scored must still be the file's (a file that now answers what was missing is welcome)."""
+        changed = []
+        for _, rec in store.scan_jsonl(run_dir / store.SAMPLES):
+            key, saved = rec["key"], rec["response"]
+            text = self.predictions.get(key, self.predictions.get(rec["sample_id"]))
+            if key in done and text is not None and split_thinking(text) != (saved.get("reasoning"), saved.get("text")):
+                changed.append(key)
+        if changed:
+            raise UserError(f"{len(changed)} answers that {run_dir} already scored differ in {self.source} now (e.g. "
+                            f"{changed[0]!r}): the file changed; start a new run (another --out, or remove that run dir)")
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
         out = []

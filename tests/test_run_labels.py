@@ -1,5 +1,6 @@
 """How runs are named and which one a report shows (issue 23): a replay's label and run id use the
-prediction file's stem (two files with one stem still get two run ids and two labels), and a report
+prediction file's stem (two files with one stem still get two run ids and two labels; a file whose
+content changed is not resumed on its old answers), and a report
 given two folders holding the same run id shows the complete run and says which one it left out."""
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ def test_replay_labels_and_run_ids_use_the_stem_and_same_stems_stay_apart(tmp_pa
     assert main(["report", str(out), "--csv", str(tmp_path / "two.csv")]) == 0
     csv = (tmp_path / "two.csv").read_text()
     assert ",replay:a/Gemini-Pro-CoT · SeRe," in csv and ",replay:b/Gemini-Pro-CoT · SeRe," in csv
+
+
+def test_a_changed_replay_file_is_not_resumed_on_its_old_answers(tmp_path: Path, capsys):
+    """The run id covers the file's path, not its content: the same command after the file changed
+    would find the old run dir complete and report its old score; it is refused instead."""
+    preds = tmp_path / "preds.jsonl"
+    command = ["run", "mathvision", "--data", "bundled", "--model", f"replay:{preds}", "--out", str(tmp_path / "runs"),
+               "--quiet"]
+    preds.write_text("".join(GEMINI.read_text().splitlines(keepends=True)[:250]))
+    assert main(command) == 1  # 54 questions unanswered: error records
+    shutil.copy(GEMINI, preds)  # the file now answers them too: welcome, the rest is unchanged
+    assert main(command) == 0 and main(command) == 0
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert store.load_result(run_dir).status == "complete"
+    shutil.copy(GEMINI.with_name("Random-Chance.jsonl"), preds)
+    capsys.readouterr()
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "answers that" in err and "already scored differ in" in err
+    assert "the file changed; start a new run" in err
 
 
 def interrupted_copy(run_dir: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
