@@ -522,13 +522,18 @@ def bound_text(c: Comparison) -> str:
 
 
 def bound_notes(c: Comparison, tolerance: float) -> list[str]:
-    """A bound that excludes 0 beside a verdict that is not significant: say which one decides."""
+    """The bound is the interval's end, not the test inverted: where the two part (near alpha), say
+    which one decides."""
     excludes = c.bound < 0 if c.bound_side == "upper" else c.bound > 0
-    if not excludes or c.verdict in ("regression", "improvement") or abs(100 * c.diff) <= tolerance:
-        return []
-    why = f"its {c.correction.title()}-adjusted p" if c.p_adjusted > c.p else "its exact p"
-    return [f"the one-sided bound excludes 0, but {why} ({p_value(c.p_adjusted)}) is not below alpha: the verdict "
-            "follows the test"]
+    significant = c.verdict in ("regression", "improvement")
+    if significant and not excludes:
+        return [f"the test's p ({p_value(c.p_adjusted)}) is below alpha, but the one-sided bound, from another "
+                "approximation, reaches 0: the verdict follows the test"]
+    if excludes and not significant and abs(100 * c.diff) > tolerance:
+        why = f"its {c.correction.title()}-adjusted p" if c.p_adjusted > c.p else "the test's p"
+        return [f"the one-sided bound excludes 0, but {why} ({p_value(c.p_adjusted)}) is not below alpha: the "
+                "verdict follows the test"]
+    return []
 
 
 def markdown_report(comparisons: list[Comparison], tolerance: float, alpha: float) -> str:

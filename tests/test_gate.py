@@ -443,8 +443,8 @@ def two_by_two(n: int, losses: int, gains: int) -> tuple[list[float], list[float
 
 
 def test_a_significant_change_always_has_a_bound_beyond_zero():
-    """The bound is the interval's end, not the exact test inverted: it must never contradict a
-    significant verdict (a bound near alpha may be stricter than the test: that is said, see below)."""
+    """Paired tests: the bound is the interval's end, not the exact test inverted, yet it never
+    contradicts a significant verdict (near alpha it may exclude 0 when the test does not: said, below)."""
     for n in (20, 60, 304):
         for losses in range(0, min(n, 40)):
             for gains in range(0, min(n - losses, 40) + 1, 3):
@@ -466,8 +466,14 @@ def test_a_bound_below_zero_beside_an_inconclusive_verdict_is_explained():
     side = lambda xs: gate.TaskRun("aime2025", sum(xs) / 30, 30, 1, "wilson", [0, 1], {}, None, outcomes(xs))  # noqa: E731
     (c,) = gate.apply_correction([gate.compare_task(side(base), side(cur), 1.0, 0.05)], "holm", 1.0, 0.05)
     assert c.verdict == "inconclusive" and c.bound < 0 and 0.05 < c.p < 0.065
-    assert ("the one-sided bound excludes 0, but its exact p (0.0592) is not below alpha: the verdict follows the test"
+    assert ("the one-sided bound excludes 0, but the test's p (0.0592) is not below alpha: the verdict follows the test"
             in gate.markdown_report([c], 1.0, 0.05))
+    # Unpaired (summary-only sides), near 0: the pooled z test is significant, Newcombe's bound just reaches 0
+    summary = lambda right: gate.TaskRun("aime2025", right / 30, 30, 1, "wilson", [0, 1], {}, None, None)  # noqa: E731
+    (c,) = gate.apply_correction([gate.compare_task(summary(3), summary(0), 1.0, 0.05)], "holm", 1.0, 0.05)
+    assert c.verdict == "regression" and c.bound >= 0 and c.test == "two-proportion z (unpaired)"
+    assert ("the test's p (0.0378) is below alpha, but the one-sided bound, from another approximation, reaches 0: "
+            "the verdict follows the test" in gate.markdown_report([c], 1.0, 0.05))
 
 
 # ---- power planning (issue 17) -------------------------------------------------------------------
