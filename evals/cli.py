@@ -410,7 +410,9 @@ def print_summary(run_dir: Path, result: RunResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result.spec.task} · {result.spec.model} · {result.spec.mode}")
+    from evals.store import short_model
+
+    table = Table(title=f"{result.spec.task} · {short_model(result.spec.model)} · {result.spec.mode}")
     for col in ("metric", "value", "95% CI", "n"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for name, m in result.metrics.items():

@@ -24,13 +24,13 @@ def metric(value: float, ci: tuple[float, float], n: int, method: str, **extra: 
     return {"value": value, "ci": [ci[0], ci[1]], "n": n, "method": method, **extra}
 
 
-def wilson_interval(successes: float, n: int) -> tuple[float, float]:
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
     if n == 0:
         return (0.0, 0.0)
     p = successes / n
-    denom = 1 + Z95**2 / n
-    centre = (p + Z95**2 / (2 * n)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
+    denom = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 

@@ -300,12 +300,14 @@ def run(spec: RunSpec, run_dir: Path | None = None, show_progress: bool = True,
     prov = provenance(task, samples, spec)
     backend = load_adapter(spec)  # validates the model side before touching disk
     if hasattr(backend, "check_samples"):  # replay: a file made for other data is refused here
-        backend.check_samples(list(by_id), spec.repeats)
+        prov.update(backend.check_samples(list(by_id), spec.repeats, {s.id: s.target for s in samples}))
     adapter = wrap_mode(backend, spec)
     run_dir = run_dir or Path(spec.out) / store.run_id_for(spec)
     created = not run_dir.exists()
     # refuses a foreign or damaged run dir untouched
     done = prepare_run_dir(run_dir, spec, prov, dataset_fingerprint(samples, portable=False))
+    if done and hasattr(backend, "check_finished"):  # replay: the file must not have changed under the run
+        backend.check_finished(run_dir, done)
     task.judge = make_judge(spec, run_dir)  # None unless --judge: resolves unparsed answers, cached
     if on_start is not None:
         on_start(run_dir)

@@ -30,6 +30,8 @@ CALLS = "calls.jsonl"  # sub-calls of a mode (PaCoRe rounds), cached for resume
 UNFINISHED = ("running", "interrupted", "stopped")
 
 # Fields that do not change what a run measures: they stay out of the run id and the protocol.
+# Prediction files replay reads (model_adapters/replay.py): a label drops these extensions.
+PREDICTION_SUFFIXES = (".jsonl", ".json", ".xlsx", ".tsv")
 OPERATIONAL_FIELDS = {"out", "concurrency", "timeout", "max_retries", "base_urls", "api_key_env", "task_file"}
 # Fields added after runs existed: left out of the identity while unset, so older run ids still match.
 LATER_FIELDS = {"system_prompt"}
@@ -50,10 +52,24 @@ def spec_identity(spec: RunSpec) -> dict[str, Any]:
 
 
 def run_id_for(spec: RunSpec) -> str:
-    """Deterministic: the same command finds the same run dir again (and resumes it)."""
+    """Deterministic: the same command finds the same run dir again (and resumes it). The digest covers
+    the whole model string (a replay file's full path), so two files with one stem get two run ids."""
     digest = hashlib.sha256(json.dumps(spec_identity(spec), sort_keys=True).encode()).hexdigest()[:10]
-    model = re.sub(r"[^A-Za-z0-9._-]+", "_", spec.model.rsplit("/", 1)[-1].rsplit(":", 1)[-1])[:40]
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", short_model(spec.model).rsplit("/", 1)[-1].rsplit(":", 1)[-1])[:40]
     return f"{spec.task}-{model}-{spec.mode}-{digest}"
+
+
+def short_model(model: str) -> str:
+    """How labels and run ids name a model: `replay:/path/Gemini-Pro-CoT.jsonl` -> `replay:Gemini-Pro-CoT`
+    (the file's stem, its folder and extension dropped); other names stay whole."""
+    provider, sep, name = model.partition(":")
+    if not (sep and provider == "replay"):
+        return model
+    name = name.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in PREDICTION_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return f"replay:{name[:-len(suffix)]}"
+    return f"replay:{name}"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -201,6 +217,55 @@ def writer_gone(provenance: dict[str, Any]) -> bool:
     except OSError:  # PermissionError: alive, another user's
         return False
     return False
+
+
+# Adapters that answer from a script, not a model: their runs check a pipeline and their scores mean
+# nothing, so a report shows them last and a folder's run of a real model is chosen before them.
+SCRIPTED_PROVIDERS = ("mock",)
+
+
+def is_scripted(model: str) -> bool:
+    """`mock`, `mock/alpha`: the scripted smoke-test tool, not a model."""
+    return re.split(r"[/:]", model, maxsplit=1)[0] in SCRIPTED_PROVIDERS
+
+
+def select_run(folder: Path, task: str, runs: list[tuple[Path, RunResult]], strict: bool = False) -> tuple[Path, str]:
+    """Which run of `task` a folder of run dirs stands for (`gate` and `compare` alike), and a line
+    saying so when there was a choice ("" when the folder holds one run of the task).
+
+    Among several: complete runs only; a script's runs (the mock) only when no real model ran the
+    task; then they must all be one model in one mode (reruns, other settings), and the newest by the
+    time it finished is taken. Runs of different models are ambiguous, so refused: name one run dir.
+    `strict` refuses any choice."""
+    if len(runs) == 1:
+        return runs[0][0], ""
+    listing = "; ".join(f"{d.name} ({r.status}, finished {finished_at(r)})" for d, r in runs)
+    complete = [(d, r) for d, r in runs if r.status == "complete"]
+    if strict or not complete:
+        why = "--strict takes one run per task" if strict else "none of them is complete"
+        raise UserError(f"{folder} holds {len(runs)} runs of {task} ({listing}): {why}; keep one, name its "
+                        "run dir, or narrow with --tasks")
+    real = [(d, r) for d, r in complete if not is_scripted(r.spec.model)]
+    if not real and len(complete) < len(runs) and any(not is_scripted(r.spec.model) for _, r in runs):
+        raise UserError(f"{folder} holds {len(runs)} runs of {task} ({listing}): no model's run of it is complete, "
+                        "and a script's run is no stand-in; resume it, or name a run dir")
+    candidates = real or complete
+    models = sorted({f"{short_model(r.spec.model)} · {r.spec.mode}" for _, r in candidates})
+    if len(models) > 1:
+        raise UserError(f"{folder} holds {task} runs of {len(models)} models ({', '.join(models)}): which one is "
+                        f"meant? name its run dir, e.g. {candidates[0][0]}")
+    newest = max(candidates, key=lambda item: item[1].provenance.get("finished") or 0)[0]
+    scripts = len(complete) - len(real) if real else 0
+    left = f"; left out {scripts} run{'s' * (scripts > 1)} of a script" if scripts else ""
+    return newest, (f"{folder} holds {len(runs)} runs of {task}; using the newest complete one, {newest.name}"
+                    f" ({models[0]}){left}")
+
+
+def finished_at(result: RunResult) -> str:
+    stamp = result.provenance.get("finished")
+    if not isinstance(stamp, (int, float)):
+        return "never"
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
 def latest_records(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

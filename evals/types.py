@@ -134,7 +134,8 @@ class Scored:
     sample_id: str
     repeat: int
     extracted: str | None
-    rule: str  # answer_format | official | fallback | judge | none | error | truncated
+    # answer_format | official | fallback | judge | filtered (a replayed tool's filter) | none | error | truncated
+    rule: str
     correct: bool
     score: float = 0.0
     truncated: bool = False

@@ -16,6 +16,9 @@ Per task, the headline metric (`metrics["accuracy"]`) of a baseline and a curren
 - Family-wise control: with several tasks in one call, their p-values (of a drop, and apart of a gain)
   are Holm-adjusted (`--correction holm`, the default), so a call with no real change fails at most
   alpha of the time; `--correction none` tests each task at alpha.
+- The table shows the interval that matches the one-sided test: the same methods at z[1 - alpha]
+  (Newcombe) or the alpha / 1 - alpha percentile (bootstrap), one bound on the side the test looks at
+  (Δ <= bound for a drop: below 0 when the drop is significant). The two-sided 95% CI stays in the JSON.
 - Verdict, with the drop in points: regression = drop > tolerance and adjusted p < alpha; inconclusive =
   |change| > tolerance but not significant; improvement = the mirror of regression; pass = otherwise.
 - Minimum detectable effect: (z[1 - alpha] + z[0.80]) x the standard error of the difference (paired:
@@ -88,6 +91,10 @@ class Comparison:
     p_gain: float = 0.5
     p_adjusted: float = 0.5  # p after the family-wise correction, in the direction of the change
     correction: str = "none"
+    # The interval that matches the one-sided test: with (1 - alpha) confidence diff <= bound (a drop,
+    # side "upper": a regression's bound is below 0) or diff >= bound (a gain, side "lower").
+    bound: float = 0.0
+    bound_side: str = "upper"
 
 
 # ---- reading both sides ------------------------------------------------------------------------
@@ -157,8 +164,8 @@ def read_runs(path: Path, tasks: list[str] | None = None, strict: bool = False) 
 
 
 def select_runs(path: Path, run_dirs: list[Path], tasks: list[str] | None, strict: bool) -> dict[str, Path]:
-    """One run dir per task, among those of `tasks` (all when None). Several runs of a task: the
-    newest complete one, said on stderr; with `strict`, an error listing them."""
+    """One run dir per task, among those of `tasks` (all when None), by `store.select_run` (the rule
+    `compare` follows too); the choice is said on stderr."""
     found: dict[str, list[tuple[Path, RunResult]]] = {}
     for run_dir in run_dirs:
         result = store.load_result(run_dir)
@@ -166,27 +173,10 @@ def select_runs(path: Path, run_dirs: list[Path], tasks: list[str] | None, stric
             found.setdefault(result.spec.task, []).append((run_dir, result))
     chosen = {}
     for task, runs in sorted(found.items()):
-        if len(runs) == 1:
-            chosen[task] = runs[0][0]
-            continue
-        listing = "; ".join(f"{d.name} ({r.status}, finished {finished_at(r)})" for d, r in runs)
-        complete = [(d, r) for d, r in runs if r.status == "complete"]
-        if strict or not complete:
-            why = "--strict takes one run per task" if strict else "none of them is complete"
-            raise UserError(f"{path} holds {len(runs)} runs of {task} ({listing}): {why}; keep one, "
-                            "or narrow with --tasks")
-        newest = max(complete, key=lambda item: item[1].provenance.get("finished") or 0)[0]
-        print(f"gate: {path} holds {len(runs)} runs of {task}; using the newest complete one, {newest.name} "
-              "(--strict refuses instead)", file=sys.stderr)
-        chosen[task] = newest
+        chosen[task], note = store.select_run(path, task, runs, strict)
+        if note:
+            print(f"gate: {note}; --strict refuses instead", file=sys.stderr)
     return chosen
-
-
-def finished_at(result: RunResult) -> str:
-    stamp = result.provenance.get("finished")
-    if not isinstance(stamp, (int, float)):
-        return "never"
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
 def read_side(path_text: str, tasks: list[str] | None = None, strict: bool = False) -> dict[str, TaskRun]:
@@ -293,6 +283,7 @@ class DiffEstimate:
     p_drop: float  # one-sided p that current < baseline
     p_gain: float  # one-sided p that current > baseline
     se: float
+    bounds: tuple[float, float] = (-1.0, 1.0)  # one-sided (1 - alpha) bounds: diff >= [0], diff <= [1]
 
 
 def binomial_mid_p(x: int, n: int) -> float:
@@ -302,17 +293,23 @@ def binomial_mid_p(x: int, n: int) -> float:
     return min(1.0, sum(pmf(i) for i in range(x + 1, n + 1)) + pmf(x) / 2)
 
 
-def newcombe_interval(p1: float, n1: int, p0: float, n0: int, phi: float = 0.0) -> tuple[float, float]:
-    """95% CI of p1 - p0 from the two Wilson intervals (Newcombe 1998; phi = 0 for independent samples)."""
-    l1, u1 = wilson_interval(p1 * n1, n1)
-    l0, u0 = wilson_interval(p0 * n0, n0)
+def newcombe_interval(p1: float, n1: int, p0: float, n0: int, phi: float = 0.0,
+                      z: float = Z95) -> tuple[float, float]:
+    """95% CI of p1 - p0 from the two Wilson intervals (Newcombe 1998; phi = 0 for independent samples);
+    with z = z[1 - alpha], each end is a one-sided (1 - alpha) bound."""
+    l1, u1 = wilson_interval(p1 * n1, n1, z)
+    l0, u0 = wilson_interval(p0 * n0, n0, z)
     d = p1 - p0
     lower = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u0 - p0) + (u0 - p0) ** 2))
     upper = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p0 - l0) + (p0 - l0) ** 2))
     return (d - lower, d + upper)
 
 
-def mcnemar_test(base: list[float], cur: list[float]) -> DiffEstimate:
+def one_sided_z(alpha: float) -> float:
+    return NormalDist().inv_cdf(1 - alpha)
+
+
+def mcnemar_test(base: list[float], cur: list[float], alpha: float = 0.05) -> DiffEstimate:
     n = len(base)
     losses = sum(1 for b, c in zip(base, cur) if b > c)
     gains = sum(1 for b, c in zip(base, cur) if c > b)
@@ -324,10 +321,11 @@ def mcnemar_test(base: list[float], cur: list[float]) -> DiffEstimate:
     discordant = losses + gains
     sd = math.sqrt(max(0.0, discordant / n - ((gains - losses) / n) ** 2))  # of the per-sample differences
     return DiffEstimate("McNemar exact mid-p", p1 - p0, newcombe_interval(p1, n, p0, n, phi),
-                        binomial_mid_p(losses, discordant), binomial_mid_p(gains, discordant), sd / math.sqrt(n))
+                        binomial_mid_p(losses, discordant), binomial_mid_p(gains, discordant), sd / math.sqrt(n),
+                        newcombe_interval(p1, n, p0, n, phi, one_sided_z(alpha)))
 
 
-def paired_bootstrap_test(base: list[float], cur: list[float]) -> DiffEstimate:
+def paired_bootstrap_test(base: list[float], cur: list[float], alpha: float = 0.05) -> DiffEstimate:
     d = np.asarray(cur, dtype=float) - np.asarray(base, dtype=float)
     rng = np.random.default_rng(SEED)
     rows = max(1, min(RESAMPLES, 1_000_000 // len(d)))  # resample in blocks of ~1M draws to bound memory
@@ -337,27 +335,30 @@ def paired_bootstrap_test(base: list[float], cur: list[float]) -> DiffEstimate:
     p_gain = (1 + int((means <= 0).sum())) / (1 + RESAMPLES)
     ci = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
     se = float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-    return DiffEstimate("paired bootstrap", float(d.mean()), ci, p_drop, p_gain, se)
+    bounds = (float(np.percentile(means, 100 * alpha)), float(np.percentile(means, 100 * (1 - alpha))))
+    return DiffEstimate("paired bootstrap", float(d.mean()), ci, p_drop, p_gain, se, bounds)
 
 
-def paired_test(base: list[float], cur: list[float], one_sample_each: bool) -> DiffEstimate:
+def paired_test(base: list[float], cur: list[float], one_sample_each: bool, alpha: float = 0.05) -> DiffEstimate:
     """The paired test of cur - base over the same questions: McNemar when every outcome is 0/1 from
     one sample per question, else the paired bootstrap (avg@k rates)."""
     binary = one_sample_each and all(v in (0.0, 1.0) for v in base + cur)
-    return mcnemar_test(base, cur) if binary else paired_bootstrap_test(base, cur)
+    return mcnemar_test(base, cur, alpha) if binary else paired_bootstrap_test(base, cur, alpha)
 
 
-def unpaired_test(base: TaskRun, cur: TaskRun) -> DiffEstimate:
+def unpaired_test(base: TaskRun, cur: TaskRun, alpha: float = 0.05) -> DiffEstimate:
     diff = cur.value - base.value
     if base.method == cur.method == "wilson":
         pooled = (base.value * base.n + cur.value * cur.n) / (base.n + cur.n)
         se0 = math.sqrt(pooled * (1 - pooled) * (1 / base.n + 1 / cur.n))
         se = math.sqrt(base.value * (1 - base.value) / base.n + cur.value * (1 - cur.value) / cur.n)
         name, ci = "two-proportion z (unpaired)", newcombe_interval(cur.value, cur.n, base.value, base.n)
+        bounds = newcombe_interval(cur.value, cur.n, base.value, base.n, z=one_sided_z(alpha))
     else:
         se0 = se = math.hypot((base.ci[1] - base.ci[0]) / (2 * Z95), (cur.ci[1] - cur.ci[0]) / (2 * Z95))
         name, ci = "z from CIs (unpaired)", (diff - Z95 * se, diff + Z95 * se)
-    return DiffEstimate(name, diff, ci, *normal_one_sided_p(diff, se0), se)
+        bounds = (diff - one_sided_z(alpha) * se, diff + one_sided_z(alpha) * se)
+    return DiffEstimate(name, diff, ci, *normal_one_sided_p(diff, se0), se, bounds)
 
 
 def normal_one_sided_p(diff: float, se: float) -> tuple[float, float]:
@@ -390,15 +391,16 @@ def compare_task(base: TaskRun, cur: TaskRun, tolerance: float, alpha: float) ->
     if ids:
         b = [base.outcomes[i] for i in ids]  # type: ignore[index]
         c = [cur.outcomes[i] for i in ids]  # type: ignore[index]
-        est = paired_test(b, c, base.k == cur.k == 1)
+        est = paired_test(b, c, base.k == cur.k == 1, alpha)
         values, n = (sum(b) / len(b), sum(c) / len(c)), len(ids)
     else:
-        est, values, n = unpaired_test(base, cur), (base.value, cur.value), min(base.n, cur.n)
+        est, values, n = unpaired_test(base, cur, alpha), (base.value, cur.value), min(base.n, cur.n)
     p = est.p_drop if est.diff < 0 else est.p_gain
     return Comparison(cur.task, cur.k, values[0], values[1], est.diff, list(est.ci), est.name, p,
                       minimum_detectable_effect(est.se, n, cur.k, alpha), n,
                       verdict(est.diff, est.p_drop, est.p_gain, tolerance, alpha), comparison_notes(base, cur, ids),
-                      est.p_drop, est.p_gain, p)
+                      est.p_drop, est.p_gain, p, bound=est.bounds[1] if est.diff <= 0 else est.bounds[0],
+                      bound_side="upper" if est.diff <= 0 else "lower")
 
 
 def comparison_notes(base: TaskRun, cur: TaskRun, ids: list[str]) -> list[str]:
@@ -515,21 +517,43 @@ def family_line(comparisons: list[Comparison], alpha: float) -> str:
     return f"alpha {alpha:g} (one-sided) family-wise over {len(comparisons)} tasks ({correction.title()}-adjusted p)"
 
 
+def bound_text(c: Comparison) -> str:
+    return f"{'≤' if c.bound_side == 'upper' else '≥'} {points(c.bound, True)}"
+
+
+def bound_notes(c: Comparison, tolerance: float) -> list[str]:
+    """The bound is the interval's end, not the test inverted: where the two part (near alpha), say
+    which one decides."""
+    excludes = c.bound < 0 if c.bound_side == "upper" else c.bound > 0
+    significant = c.verdict in ("regression", "improvement")
+    if significant and not excludes:
+        return [f"the test's p ({p_value(c.p_adjusted)}) is below alpha, but the one-sided bound, from another "
+                "approximation, reaches 0: the verdict follows the test"]
+    if excludes and not significant and abs(100 * c.diff) > tolerance:
+        why = f"its {c.correction.title()}-adjusted p" if c.p_adjusted > c.p else "the test's p"
+        return [f"the one-sided bound excludes 0, but {why} ({p_value(c.p_adjusted)}) is not below alpha: the "
+                "verdict follows the test"]
+    return []
+
+
 def markdown_report(comparisons: list[Comparison], tolerance: float, alpha: float) -> str:
     failed = sum(c.verdict == "regression" for c in comparisons)
     head = f"FAIL: {failed} significant regression{'s' if failed > 1 else ''}" if failed else "PASS"
     adjusted_name = f"p ({comparisons[0].correction.title()})" if comparisons else "p"
+    level = f"{1 - alpha:.0%}" if round(100 * (1 - alpha), 6).is_integer() else f"{100 * (1 - alpha):g}%"
     lines = [f"### step3vl-eval gate: {head}", "",
-             f"Tolerance {tolerance:g} points · {family_line(comparisons, alpha)} · MDE at {POWER:.0%} power · "
+             f"Tolerance {tolerance:g} points · {family_line(comparisons, alpha)} · bound of Δ: one-sided {level}, "
+             f"the side the test looks at (≤ for a drop: a significant drop's is below 0) · MDE at {POWER:.0%} power · "
              "scores in points (0-100)", "",
-             f"| task | k | baseline | current | Δ | 95% CI of Δ | test | p | {adjusted_name} | MDE | n | verdict |",
-             "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
+             f"| task | k | baseline | current | Δ | one-sided {level} bound of Δ | test | p | {adjusted_name} | MDE | n "
+             "| verdict |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for c in comparisons:
         shown = f"**{c.verdict}**" if c.verdict == "regression" else c.verdict
         lines.append(f"| {c.task} | {c.k} | {points(c.baseline)} | {points(c.current)} | {points(c.diff, True)} | "
-                     f"[{points(c.ci[0], True)}, {points(c.ci[1], True)}] | {c.test} | {p_value(c.p)} | "
+                     f"{bound_text(c)} | {c.test} | {p_value(c.p)} | "
                      f"{p_value(c.p_adjusted)} | {points(c.mde)} | {c.n} | {shown} |")
-    notes = [f"- {c.task}: {note}" for c in comparisons for note in c.notes]
+    notes = [f"- {c.task}: {note}" for c in comparisons for note in c.notes + bound_notes(c, tolerance)]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 

@@ -5,11 +5,17 @@
   their own, index >= 1,000,000, as in the official TSVs), or by `id` where the file has that column
   (MMMU). An empty cell is an empty answer (scored wrong), not a missing one.
 - **lmms-eval** `--log_samples` (`samples_{task}.jsonl`, one object per document, or an older
-  `{"logs": [...]}` JSON): `doc_id`, `doc` (the dataset row without its images), `target`,
-  `arguments`, `resps` (per request, the list of raw outputs: one per repeat), `filtered_resps`
-  (after the task's filters), plus its own metric fields. The row is identified by `doc["id"]`,
-  else `doc["index"]` (MMBench), else `doc_id`. The raw `resps` are replayed, since the point is to
-  score them with this project's protocol; with several repeats, output k answers key `<id>#<k>`.
+  `{"logs": [...]}` JSON): `doc_id`, `target`, `resps` (per request, the list of raw outputs: one per
+  repeat), `filtered_resps` (after the task's filters), plus its own metric fields. Releases before
+  0.7 also log `doc` (the dataset row without its images): the row is identified by `doc["id"]`,
+  else `doc["index"]` (MMBench). 0.7.3 (the current release) drops `doc` and `arguments` and keeps
+  `resps` only where they differ from `filtered_resps` (which it flattens for one request): a row is
+  then known by `doc_id` alone, its position in the split, so its id is `POSITION` + doc_id and the
+  replay adapter maps it onto the sample at that position, checking `target` against the gold.
+  The raw `resps` are replayed where present, since the point is to score them with this project's
+  protocol; else `filtered_resps`, marked as such (`answers`): lmms-eval's filtered text (with a
+  regex filter, the answer it extracted; `[invalid]` when its regex found none), not the model's
+  raw output. With several repeats, output k answers key `<id>#<k>`.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import Any
 from evals.types import UserError
 
 VLMEVALKIT_SUFFIXES = (".xlsx", ".tsv")
-LMMS_EVAL_FIELDS = ("doc_id", "resps")
+LMMS_EVAL_ANSWERS = ("resps", "filtered_resps")  # the raw outputs first
+POSITION = "doc_id="  # the id of a row known only by its position in the split (lmms-eval 0.7.3)
+FILTERED = "filtered_resps"
 
 
 def foreign_records(path: Path) -> list[tuple[str, Any]] | None:
@@ -123,7 +131,8 @@ def lmms_eval_rows(path: Path) -> list[tuple[int, dict[str, Any]]] | None:
             except ValueError:
                 raise UserError(f"{path}:{n}: invalid JSON in an lmms-eval sample log") from None
             if not is_lmms_eval(row):
-                raise UserError(f"{path}:{n}: not an lmms-eval sample (it needs 'doc_id' and 'resps')")
+                raise UserError(f"{path}:{n}: not an lmms-eval sample (it needs 'doc_id' and 'resps' or "
+                                "'filtered_resps')")
             rows.append((n, row))
     return rows
 
@@ -140,23 +149,31 @@ def first_line_is_lmms_eval(path: Path) -> bool:
 
 
 def is_lmms_eval(row: Any) -> bool:
-    return isinstance(row, dict) and all(f in row for f in LMMS_EVAL_FIELDS)
+    return isinstance(row, dict) and "doc_id" in row and any(f in row for f in LMMS_EVAL_ANSWERS)
 
 
-def lmms_eval_pairs(path: Path, n: int, row: dict[str, Any]) -> list[tuple[str, str]]:
-    doc = row.get("doc") if isinstance(row.get("doc"), dict) else {}
-    ident = next((doc[f] for f in ("id", "index") if doc.get(f) not in (None, "")), row["doc_id"])
-    ident = cell_text(ident)
-    outputs = generation_outputs(row["resps"])
+def lmms_eval_pairs(path: Path, n: int, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(id or key, {"response", "answers", "target"}) per output of one logged document."""
+    doc = row.get("doc") if isinstance(row.get("doc"), dict) else None
+    if doc is not None:
+        ident = cell_text(next((doc[f] for f in ("id", "index") if doc.get(f) not in (None, "")), row["doc_id"]))
+    else:
+        ident = f"{POSITION}{cell_text(row['doc_id'])}"
+    answers = next(f for f in LMMS_EVAL_ANSWERS if f in row)
+    outputs = generation_outputs(row[answers])
     if outputs is None:
-        raise UserError(f"{path}:{n}: 'resps' holds no generated text (a loglikelihood task cannot be replayed)")
+        raise UserError(f"{path}:{n}: '{answers}' holds no generated text (a loglikelihood task cannot be replayed)")
+    extra = {"answers": answers, "target": cell_text(row.get("target")) if doc is None else None}
     if len(outputs) == 1:
-        return [(ident, outputs[0])]
-    return [(f"{ident}#{k}", text) for k, text in enumerate(outputs)]
+        return [(ident, {"response": outputs[0], **extra})]
+    return [(f"{ident}#{k}", {"response": text, **extra}) for k, text in enumerate(outputs)]
 
 
 def generation_outputs(resps: Any) -> list[str] | None:
-    """`[[out_0, out_1, ...]]` (one request per document, one output per repeat) -> the outputs."""
+    """`[[out_0, out_1, ...]]` (one request per document, one output per repeat) -> the outputs;
+    0.7.3's flattened `filtered_resps` of one request: `"out"` or `[out_0, ...]`."""
+    if isinstance(resps, str):
+        return [resps]
     if isinstance(resps, list) and len(resps) == 1 and isinstance(resps[0], list):
         resps = resps[0]
     if isinstance(resps, list) and resps and all(isinstance(r, str) for r in resps):

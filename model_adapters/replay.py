@@ -7,7 +7,10 @@
   (MathVista's `output_*.json`, whose official `extraction` comes along: `load_extractions`),
 - a JSON list of `{"id": ..., "response": ...}` (MMMU's per-subject `output.json`),
 - a VLMEvalKit prediction file (`.xlsx` / `.tsv` with `index` and `prediction`) or an lmms-eval
-  `--log_samples` file (model_adapters/formats.py),
+  `--log_samples` file (model_adapters/formats.py); a 0.7.3 log names rows by their position in the
+  split (`doc_id`), mapped here onto the samples in data order, its `target` checked against the gold;
+  where only lmms-eval's `filtered_resps` survive, that is said on stderr and in results.json
+  (`provenance.replay`), and the filtered text is replayed with `meta["filtered_answer"]`,
 - or a folder: every `*.json` / `*.jsonl` / `*.xlsx` / `*.tsv` under it (MMMU's per-subject folders).
   A folder of several tasks' predictions (`run table3 --model replay:DIR`) holds one entry per task,
   named after it: `DIR/<task>.jsonl`, `DIR/<task>.json` or a folder `DIR/<task>/` (`source_for`), so
@@ -26,12 +29,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evals import store
 from evals.extract import split_thinking
 from evals.types import Request, Response, RunSpec, UserError
-from model_adapters.formats import VLMEVALKIT_SUFFIXES, foreign_records
+from model_adapters.formats import FILTERED, POSITION, VLMEVALKIT_SUFFIXES, foreign_records
 
 RESPONSE_FIELDS = ("response", "prediction", "output", "text")
 MIN_MATCH = 0.5  # share of the samples a replay file must answer; fewer means the wrong file or data
+NO_MATCH = "[invalid]"  # what lmms-eval's regex filter leaves when its pattern finds nothing
 
 
 def _text_of(value: Any) -> str | None:
@@ -122,6 +127,55 @@ def load_extractions(path: Path) -> dict[str, str]:
     return found
 
 
+def load_annotations(path: Path) -> dict[str, dict[str, Any]]:
+    """What an lmms-eval log says beside each answer, by id or key: which field it came from
+    (`answers`: resps or filtered_resps) and, for rows known by position, the logged `target`."""
+    files = sorted(path.rglob("*.json*")) if path.is_dir() else [path]
+    found: dict[str, dict[str, Any]] = {}
+    for f in files:
+        if f.suffix in (".json", ".jsonl"):
+            found.update((ident, value) for ident, value in foreign_records(f) or []
+                         if isinstance(value, dict) and "answers" in value)
+    return found
+
+
+def by_position(found: dict[str, Any], sample_ids: list[str]) -> dict[str, Any]:
+    """Keys `doc_id=<n>[#k]` (a row's position in the split) -> the id of the n-th sample (`#k` kept);
+    a position past the samples (`--limit`) keeps its key and answers nothing."""
+    out = {}
+    for key, value in found.items():
+        base, repeat = split_key(key)
+        position = base[len(POSITION):] if base.startswith(POSITION) else ""
+        if position.isdigit() and int(position) < len(sample_ids):
+            base = sample_ids[int(position)]
+        out[base if repeat is None else f"{base}#{repeat}"] = value
+    return out
+
+
+def check_targets(source: str, annotations: dict[str, dict[str, Any]], targets: dict[str, str]) -> None:
+    """Rows mapped by position must be the samples they land on: their logged target is the gold."""
+    pairs = [(split_key(k)[0], a["target"]) for k, a in annotations.items()
+             if a.get("target") is not None and split_key(k)[0] in targets]
+    differ = [(sid, logged) for sid, logged in pairs if logged.strip() != str(targets[sid]).strip()]
+    if pairs and len(differ) > (1 - MIN_MATCH) * len(pairs):
+        sid, logged = differ[0]
+        raise UserError(f"replay file {source} names its rows by position (lmms-eval's doc_id), and {len(differ)} of "
+                        f"{len(pairs)} logged targets differ from the gold there (e.g. {sid!r}: {logged!r} vs "
+                        f"{targets[sid]!r}): a log of other data, split or order")
+
+
+def filtered_note(source: str, annotations: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, Any] | None:
+    """When some answers are lmms-eval's filtered text, not raw outputs: what results.json records."""
+    filtered = [k for k in keys if annotations.get(k, {}).get("answers") == FILTERED]
+    if not filtered:
+        return None
+    share = f"all {len(keys)}" if len(filtered) == len(keys) else f"{len(filtered)} of {len(keys)}"
+    return {"answers": FILTERED, "count": len(filtered), "of": len(keys),
+            "note": f"replay: {share} answers in {source} are lmms-eval's filtered_resps (its log keeps no raw resps "
+                    "for them): the text its task's filters left, not the model's output, scored as given (a task "
+                    "that reads a format, AIME's \\boxed{}, takes it as the answer: rule 'filtered')"}
+
+
 def split_key(ident: str) -> tuple[str, int | None]:
     """`q7#3` -> ("q7", 3); a plain id (or one whose suffix is not a number) -> (id, None)."""
     base, sep, repeat = ident.rpartition("#")
@@ -202,17 +256,46 @@ class ReplayAdapter:
         self.source = str(source)
         self.predictions = load_predictions(source)
         self.extractions = load_extractions(source)
+        self.annotations = load_annotations(source)
 
-    def check_samples(self, sample_ids: list[str], repeats: int) -> None:
-        """Called by the runner before anything is written: refuse a file for other data, note gaps."""
+    def check_samples(self, sample_ids: list[str], repeats: int,
+                      targets: dict[str, str] | None = None) -> dict[str, Any]:
+        """Called by the runner before anything is written: map rows known by position onto the
+        samples, refuse a file for other data, note gaps and filtered answers. Returns what
+        results.json records (`{"replay": ...}` when only filtered answers survive, else {})."""
+        self.predictions = by_position(self.predictions, sample_ids)
+        self.annotations = by_position(self.annotations, sample_ids)
+        if targets:
+            check_targets(self.source, self.annotations, targets)
         note = check_coverage(self.source, self.predictions, sample_ids, repeats)
         if note:
             print(f"step3vl-eval: {note}", file=sys.stderr)
+        keys = [key for sid in sample_ids for key in (sid, *(f"{sid}#{k}" for k in range(repeats)))
+                if key in self.predictions]
+        filtered = filtered_note(self.source, self.annotations, keys)
+        if filtered is None:
+            return {}
+        print(f"step3vl-eval: {filtered['note']}", file=sys.stderr)
+        return {"replay": filtered}
+
+    def check_finished(self, run_dir: Path, done: set[str]) -> None:
+        """Resuming: the run id covers the file's path, not its content, so the answers this run already
+        scored must still be the file's (a file that now answers what was missing is welcome)."""
+        changed = []
+        for _, rec in store.scan_jsonl(run_dir / store.SAMPLES):
+            key, saved = rec["key"], rec["response"]
+            text = self.predictions.get(key, self.predictions.get(rec["sample_id"]))
+            if key in done and text is not None and split_thinking(text) != (saved.get("reasoning"), saved.get("text")):
+                changed.append(key)
+        if changed:
+            raise UserError(f"{len(changed)} answers that {run_dir} already scored differ in {self.source} now (e.g. "
+                            f"{changed[0]!r}): the file changed; start a new run (another --out, or remove that run dir)")
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
         out = []
         for req in requests:
-            text = self.predictions.get(req.key, self.predictions.get(req.sample_id))
+            key = req.key if req.key in self.predictions else req.sample_id
+            text = self.predictions.get(key)
             if text is None:
                 resp = Response(key=req.key, error="no prediction for this sample in the replay file")
             else:
@@ -221,6 +304,8 @@ class ReplayAdapter:
                 extraction = self.extractions.get(req.key, self.extractions.get(req.sample_id))
                 if extraction is not None:
                     resp.meta["extraction"] = extraction
+                if self.annotations.get(key, {}).get("answers") == FILTERED:
+                    resp.meta["filtered_answer"] = None if answer.strip() == NO_MATCH else answer.strip()
             out.append(resp)
             if on_response:
                 on_response(resp)

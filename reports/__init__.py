@@ -33,12 +33,14 @@ def build_report(run_dirs: list[str], html: str | None = None, csv: str | None =
     """Read the run dirs and write the outputs asked for; returns the paths written."""
     from reports.csv_md import render_csv, render_markdown
     from reports.leaderboard import columns_for, load_published
-    from reports.runs import assign_anchors, group_rows, load_runs
+    from reports.runs import assign_anchors, group_rows, left_out_lines, load_runs
 
     if not (html or csv or md or json_out):
         raise UserError("say what to write: --html FILE, --csv FILE, --md FILE and/or --json FILE")
     runs = load_runs(run_dirs)
     rows = group_rows(runs)
+    for line in left_out_lines(rows):  # also in the HTML; the CSV and Markdown have no place for it
+        print(f"report: {line}", file=sys.stderr)
     shown = assign_anchors(rows)
     published = load_published()
     written = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,22 +242,29 @@ def load(run_dir: Path) -> tuple[Path, RunResult, list[dict[str, Any]]]:
     return run_dir, result, records
 
 
-def runs_by_task(path_text: str) -> dict[str, Path]:
-    """A run dir, or a folder of run dirs with one run per task."""
+def runs_by_task(path_text: str) -> dict[str, list[tuple[Path, RunResult]]]:
+    """A run dir, or a folder of run dirs, as its runs by task."""
     path = Path(path_text)
     if (path / store.RESULTS).is_file():
-        return {load_result(path).spec.task: path}
+        result = load_result(path)
+        return {result.spec.task: [(path, result)]}
     if not path.is_dir():
         raise UserError(f"{path} does not exist" if not path.exists() else f"{path} is not a run dir")
-    found: dict[str, Path] = {}
+    found: dict[str, list[tuple[Path, RunResult]]] = {}
     for run_dir in sorted(p.parent for p in path.glob(f"*/{store.RESULTS}")):
-        task = load_result(run_dir).spec.task
-        if task in found:
-            raise UserError(f"{path} holds two runs of {task} ({found[task]}, {run_dir}): name the run dirs")
-        found[task] = run_dir
+        result = load_result(run_dir)
+        found.setdefault(result.spec.task, []).append((run_dir, result))
     if not found:
         raise UserError(f"{path} is neither a run dir nor a folder of run dirs")
     return found
+
+
+def chosen_run(path_text: str, task: str, runs: list[tuple[Path, RunResult]]) -> Path:
+    """The gate's rule for a folder with several runs of a task (`store.select_run`), said on stderr."""
+    run_dir, note = store.select_run(Path(path_text), task, runs)
+    if note:
+        print(f"compare: {note}", file=sys.stderr)
+    return run_dir
 
 
 def compare_runs(path_a: str, path_b: str, tasks: list[str] | None = None) -> list[TaskComparison]:
@@ -267,4 +275,4 @@ def compare_runs(path_a: str, path_b: str, tasks: list[str] | None = None) -> li
             raise UserError(f"task {t} is not in both runs (A: {', '.join(sorted(a))}; B: {', '.join(sorted(b))})")
     if not names:
         raise UserError(f"no task in both: A has {', '.join(sorted(a))}; B has {', '.join(sorted(b))}")
-    return [compare_task(load(a[t]), load(b[t])) for t in names]
+    return [compare_task(load(chosen_run(path_a, t, a[t])), load(chosen_run(path_b, t, b[t]))) for t in names]

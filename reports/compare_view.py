@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evals import store
+from evals.store import short_model
 from reports.compare import CHANGES, TaskComparison, compare_runs
 from reports.html import environment, rate
 
@@ -42,7 +43,8 @@ def print_compare(comparisons: list[TaskComparison], all_questions: bool = False
         summary.add_row(Text(c.task), *(str(c.counts[n]) for n in CHANGES), str(c.only_a), str(c.only_b))
     console.print(summary)
     for c in comparisons:
-        console.print(Text(f"\n{c.task}: A {c.run_a} ({c.model_a}) -> B {c.run_b} ({c.model_b})", style="bold"))
+        heading = f"\n{c.task}: A {c.run_a} ({short_model(c.model_a)}) -> B {c.run_b} ({short_model(c.model_b)})"
+        console.print(Text(heading, style="bold"))
         console.print(Text(f"{counts_line(c)}" + (f"; sorted by {c.category_field}" if c.category_field else "")))
         console.print(Text(c.test_line()))
         for note in c.notes:

@@ -29,7 +29,7 @@ from reports.leaderboard import (
     run_rates,
     task_tables,
 )
-from reports.runs import LoadedRun, Row, short_model
+from reports.runs import LoadedRun, Row, left_out_lines, short_model
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -117,7 +117,7 @@ def render_html(rows: list[Row], runs: list[LoadedRun], published: dict[str, Any
         "charts": charts,
         "undrawn": undrawn,
         "rates": [run_rates(r) for r in runs],
-        "superseded": [r for row in rows for r in row.superseded],
+        "superseded": left_out_lines(rows),
         "views": [(v, packed_json(v)) for v in views],
         "images": script_json(thumbs),
         "with_samples": with_samples,

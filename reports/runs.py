@@ -8,22 +8,19 @@ a column is one task.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evals import store
+from evals.store import is_scripted, short_model
 from evals.types import RunResult, UserError
 
 # Spec fields that define a row: the same model, mode and settings across tasks.
 ROW_FIELDS = ("model", "mode", "adapter_options", "system_prompt", "judge", "pacore_widths", "pacore_pool")
 # Spec fields that only tell two runs of the same task and configuration apart.
 VARIANT_FIELDS = ("params", "repeats", "limit", "seed", "data", "split", "task_options")
-# Adapters that answer from a script, not a model: their runs check a pipeline and their scores mean
-# nothing, so a report marks them and shows them last.
-SCRIPTED_PROVIDERS = ("mock",)
 
 
 @dataclass
@@ -62,11 +59,6 @@ class Row:
     @property
     def scripted(self) -> bool:
         return is_scripted(self.model)
-
-
-def is_scripted(model: str) -> bool:
-    """`mock`, `mock/alpha`: the scripted smoke-test tool, not a model."""
-    return re.split(r"[/:]", model, maxsplit=1)[0] in SCRIPTED_PROVIDERS
 
 
 def expand_run_dirs(paths: list[str]) -> list[Path]:
@@ -121,14 +113,6 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def short_model(model: str) -> str:
-    """`replay:/long/path/preds.jsonl` -> `replay:preds.jsonl`; other names stay whole."""
-    provider, sep, name = model.partition(":")
-    if sep and provider in ("replay",) and "/" in name:
-        return f"{provider}:{name.rstrip('/').rsplit('/', 1)[-1]}"
-    return model
-
-
 def mode_label(mode: str, widths: list[int] | None) -> str:
     if mode == "pacore":
         return "PaCoRe" + (f" [{','.join(str(w) for w in widths)}]" if widths else "")
@@ -176,6 +160,7 @@ def group_rows(runs: list[LoadedRun]) -> list[Row]:
             extra = [format_setting(n, lookup(specs[id(r)], n)) for n in split_on]
             keyed.setdefault(key + canonical(extra), []).append((r, extra))
     rows = [make_row(items, specs, runs) for items in keyed.values()]
+    tell_apart_same_stems(rows)
     rows.sort(key=lambda row: (row.scripted, row.label.lower()))  # real models first: they lead the report
     return rows
 
@@ -196,10 +181,47 @@ def make_row(items: list[tuple[LoadedRun, list[str]]], specs: dict[int, dict[str
         if held is None:
             row.runs[r.task] = r
             continue
-        later, earlier = sorted((held, r), key=finish_time, reverse=True)
-        row.runs[r.task] = later
-        row.superseded.append(earlier)
+        kept, left_out = sorted((held, r), key=preference, reverse=True)
+        row.runs[r.task] = kept
+        row.superseded.append(left_out)
     return row
+
+
+def preference(run: LoadedRun) -> tuple[bool, bool, float]:
+    """Which of two runs with the same settings a row shows: a complete run before one that stopped
+    or has errors, then the later finish (an interrupted run has none)."""
+    status = run.result.status
+    return status == "complete", status not in store.UNFINISHED, finish_time(run)
+
+
+def left_out_lines(rows: list[Row]) -> list[str]:
+    """One line per run a report does not show, saying which run it shows instead and why."""
+    lines = []
+    for row in rows:
+        for run in row.superseded:
+            kept = row.runs[run.task]
+            same = "the same run id" if kept.result.run_id == run.result.run_id else "the same settings"
+            why = (f"is {kept.result.status}" if preference(kept)[:2] != preference(run)[:2] else "finished later")
+            lines.append(f"left out {run.path} ({run.result.status}, {run.result.counts.get('requests', 0)} "
+                         f"requests): {kept.path} has {same} and {why}")
+    return lines
+
+
+def tell_apart_same_stems(rows: list[Row]) -> None:
+    """Two replay files with one stem (`a/preds.jsonl`, `b/preds.jsonl`) would share a label: name
+    their folders too."""
+    models_by_label: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        models_by_label[row.label].add(row.model)
+    for row in rows:
+        if len(models_by_label[row.label]) > 1 and row.model.startswith("replay:"):
+            short = short_model(row.model)
+            folder = Path(row.model.partition(":")[2].rstrip("/")).parent.name
+            row.label = row.label.replace(short, f"replay:{folder}/{short.partition(':')[2]}", 1)
+            for run in row.runs.values():
+                run.label = row.label
+            for run in row.superseded:
+                run.label = row.label
 
 
 def finish_time(run: LoadedRun) -> float:

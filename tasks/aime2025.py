@@ -55,14 +55,16 @@ class AIME2025:
         return Sample(id=sample_id, messages=[Message("user", [Text(prompt)])], target=str(row["answer"]).strip())
 
     def score(self, sample: Sample, response: Response) -> Scored:
-        answer = extract_boxed(response.text)
+        answer, rule = extract_boxed(response.text), "answer_format"
+        if answer is None and response.meta.get("filtered_answer"):  # replayed: all another tool's filter left
+            answer, rule = response.meta["filtered_answer"], "filtered"
         correct = answer is not None and math_equal(sample.target, answer)
         return Scored(
             key=response.key,
             sample_id=sample.id,
             repeat=0,
             extracted=answer,
-            rule="answer_format" if answer is not None else "none",
+            rule=rule if answer is not None else "none",
             correct=correct,
             score=1.0 if correct else 0.0,
         )

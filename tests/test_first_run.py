@@ -66,7 +66,7 @@ def test_demo_results_record_the_bundled_source_and_are_world_readable(demo):
                  runs[0] / "samples.jsonl"]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     rows = (demo["out"] / "leaderboard.csv").read_text().splitlines()
-    assert any("replay:Qwen-VL-Plus.jsonl" in r and "mathvision" in r for r in rows)
+    assert any(",replay:Qwen-VL-Plus · SeRe,mathvision," in r for r in rows)  # labels use the file stem
 
 
 @pytest.mark.browser
@@ -80,7 +80,7 @@ def test_demo_leaderboard_renders_in_headless_chromium(demo, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     board = re.search(r'<table class="board sortable" id="board">.*?</table>', proc.stdout, re.DOTALL).group(0)
     for model in RELEASED_HITS:
-        assert f"replay:{model}.jsonl" in board
+        assert f"replay:{model} · SeRe" in board
     assert "mock" in board
     assert ">14.47<" in board or ">14.47</a>" in board  # Gemini-Pro-CoT: 44/304, rendered by the page script
 

@@ -416,6 +416,67 @@ def test_markdown_shows_raw_and_adjusted_p(big):
     assert cli("gate", "--baseline", "x", "--current", "y", "--correction", "bonf").returncode == 2
 
 
+def replayed_mathvision(out: Path, model: str) -> Path:
+    bundled = Path(__file__).resolve().parents[1] / "tasks" / "bundled" / "mathvision"
+    run_dir, _ = runner.run(RunSpec(task="mathvision", model=f"replay:{bundled / 'outputs' / f'{model}.jsonl'}",
+                                    data="bundled", out=str(out)), show_progress=False)
+    return run_dir
+
+
+def test_the_table_shows_the_one_sided_bound_that_matches_the_test(tmp_path):
+    """Gemini-Pro-CoT's released MathVision answers against the random baseline's: a one-sided
+    regression (p 0.041) whose two-sided 95% CI includes 0; the table shows the one-sided bound, below 0."""
+    base = replayed_mathvision(tmp_path / "runs", "Gemini-Pro-CoT")
+    chance = replayed_mathvision(tmp_path / "runs", "Random-Chance")
+    code, report, _ = gate_json("--baseline", str(base), "--current", str(chance))
+    row = only_task(report)
+    assert code == 1 and row["verdict"] == "regression" and row["p"] == pytest.approx(0.0408, abs=1e-4)
+    assert row["ci"][0] < 0 < row["ci"][1]  # the two-sided CI the table used to show
+    assert row["bound_side"] == "upper" and row["bound"] < 0
+    table = cli("gate", "--baseline", str(base), "--current", str(chance)).stdout
+    assert "| Δ | one-sided 95% bound of Δ |" in table and "| -4.61 | ≤ -0.28 | McNemar exact mid-p |" in table
+
+
+def two_by_two(n: int, losses: int, gains: int) -> tuple[list[float], list[float]]:
+    both = (n - losses - gains) // 2
+    rest = n - both - losses - gains
+    return ([1.0] * (both + losses) + [0.0] * (gains + rest), [1.0] * both + [0.0] * losses + [1.0] * gains + [0.0] * rest)
+
+
+def test_a_significant_change_always_has_a_bound_beyond_zero():
+    """Paired tests: the bound is the interval's end, not the exact test inverted, yet it never
+    contradicts a significant verdict (near alpha it may exclude 0 when the test does not: said, below)."""
+    for n in (20, 60, 304):
+        for losses in range(0, min(n, 40)):
+            for gains in range(0, min(n - losses, 40) + 1, 3):
+                est = gate.mcnemar_test(*two_by_two(n, losses, gains))
+                if est.p_drop < 0.05:
+                    assert est.bounds[1] < 0, (n, losses, gains)
+                if est.p_gain < 0.05:
+                    assert est.bounds[0] > 0, (n, losses, gains)
+    rng = np.random.default_rng(1)
+    for shift in (0.0, 0.03, 0.06, 0.1):
+        base = rng.random(200)
+        est = gate.paired_bootstrap_test(list(base), list(base - shift + rng.normal(0, 0.2, 200)))
+        assert (est.p_drop < 0.05) == (est.bounds[1] < 0) or abs(est.p_drop - 0.05) < 2e-3
+
+
+def test_a_bound_below_zero_beside_an_inconclusive_verdict_is_explained():
+    base, cur = two_by_two(30, 10, 4)  # mid-p 0.059; Newcombe's one-sided bound just below 0
+    outcomes = lambda xs: {f"q{i}": x for i, x in enumerate(xs)}  # noqa: E731
+    side = lambda xs: gate.TaskRun("aime2025", sum(xs) / 30, 30, 1, "wilson", [0, 1], {}, None, outcomes(xs))  # noqa: E731
+    (c,) = gate.apply_correction([gate.compare_task(side(base), side(cur), 1.0, 0.05)], "holm", 1.0, 0.05)
+    assert c.verdict == "inconclusive" and c.bound < 0 and 0.05 < c.p < 0.065
+    assert ("the one-sided bound excludes 0, but the test's p (0.0592) is not below alpha: the verdict follows the test"
+            in gate.markdown_report([c], 1.0, 0.05))
+    # Unpaired (summary-only sides), near 0: the pooled z test is significant, Newcombe's bound just reaches 0
+    summary = lambda right: gate.TaskRun("aime2025", right / 30, 30, 1, "wilson", [0, 1], {}, None, None)  # noqa: E731
+    (c,) = gate.apply_correction([gate.compare_task(summary(3), summary(0), 1.0, 0.05)], "holm", 1.0, 0.05)
+    assert c.verdict == "regression" and c.bound >= 0 and c.test == "two-proportion z (unpaired)"
+    assert ("the test's p (0.0378) is below alpha, but the one-sided bound, from another approximation, reaches 0: "
+            "the verdict follows the test" in gate.markdown_report([c], 1.0, 0.05))
+
+
 # ---- power planning (issue 17) -------------------------------------------------------------------
 
 PLAN_SIMS = 800

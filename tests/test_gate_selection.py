@@ -1,5 +1,7 @@
-"""The gate on a folder holding several runs of a task (issue 14): the newest complete one by default,
-said on stderr; `--strict` refuses, listing them; `--tasks` narrows the folder before that check.
+"""The gate on a folder holding several runs of a task (issues 14, 23): runs of one model, the newest
+complete one, said on stderr; runs of several models, refused (which one is meant?); a script's run
+only when no model ran the task; `compare` follows the same rule; `--strict` refuses, listing them;
+`--tasks` narrows the folder before that check.
 Also: every file the tool writes gets the umask's mode, atomic writes included."""
 
 from __future__ import annotations
@@ -44,6 +46,70 @@ def test_several_runs_of_a_task_pick_the_newest_complete_and_say_so(folder, tmp_
     assert code == 0
     assert f"holds 2 runs of aime2025; using the newest complete one, {folder['newer'].name}" in err
     assert json.loads(report.read_text())["tasks"][0]["task"] == "aime2025"
+
+
+def replay_run(out: Path, model: str, *extra: str) -> Path:
+    from tasks.data import bundled_dir
+
+    return mock_run(out, "mathvision", "--model", f"replay:{bundled_dir('mathvision') / 'outputs' / model}.jsonl",
+                    *extra)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two models' MathVision runs and a mock run of MathVision in one folder."""
+    runs = tmp_path_factory.mktemp("models") / "runs"
+    found = {"mock": mock_run(runs, "mathvision")}
+    for model in ("Gemini-Pro-CoT", "Random-Chance"):
+        found[model] = replay_run(runs, model)
+    return {"runs": runs, **found}
+
+
+def test_runs_of_several_models_are_refused_by_gate_and_compare_naming_them(models, capsys):
+    for argv in (["gate", "--write-baseline", str(models["runs"]), str(models["runs"].parent / "b.json")],
+                 ["compare", str(models["runs"]), str(models["Gemini-Pro-CoT"])]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "holds mathvision runs of 2 models" in err, err
+        assert "replay:Gemini-Pro-CoT · sere" in err and "replay:Random-Chance · sere" in err and "name its run dir" in err
+        assert "mock" not in err  # a script is no candidate beside a model
+    assert not (models["runs"].parent / "b.json").exists()
+
+
+def test_a_script_run_gives_way_to_a_model_run_and_the_choice_is_said(models, tmp_path: Path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("mock", "Gemini-Pro-CoT"):
+        (runs / models[name].name).symlink_to(models[name])
+    baseline = tmp_path / "b.json"
+    assert main(["gate", "--write-baseline", str(runs), str(baseline)]) == 0
+    err = capsys.readouterr().err
+    assert f"using the newest complete one, {models['Gemini-Pro-CoT'].name} (replay:Gemini-Pro-CoT · sere); " \
+           "left out 1 run of a script" in err
+    assert json.loads(baseline.read_text())["tasks"]["mathvision"]["source"].endswith(models["Gemini-Pro-CoT"].name)
+    assert main(["compare", str(runs), str(models["Random-Chance"])]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"compare: {runs} holds 2 runs of mathvision; using the newest complete one, "
+                          f"{models['Gemini-Pro-CoT'].name}") and models["Gemini-Pro-CoT"].name in out
+
+
+def test_a_script_run_is_no_stand_in_for_a_model_run_that_is_not_complete(models, tmp_path: Path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / models["mock"].name).symlink_to(models["mock"])
+    stopped = runs / models["Gemini-Pro-CoT"].name
+    stopped.mkdir()
+    result = json.loads((models["Gemini-Pro-CoT"] / "results.json").read_text())
+    (stopped / "results.json").write_text(json.dumps({**result, "status": "incomplete"}))
+    assert main(["gate", "--write-baseline", str(runs), str(tmp_path / "b.json")]) == 2
+    assert "no model's run of it is complete, and a script's run is no stand-in" in capsys.readouterr().err
+
+
+def test_compare_takes_the_newest_run_of_one_model_like_the_gate(folder, capsys):
+    assert main(["compare", str(folder["runs"]), str(folder["older"]), "--tasks", "aime2025"]) == 0
+    out, err = capsys.readouterr()
+    assert f"holds 2 runs of aime2025; using the newest complete one, {folder['newer'].name}" in err
+    assert f"A {folder['newer'].name}" in out
 
 
 def test_strict_refuses_and_lists_the_runs(folder, capsys):

@@ -9,6 +9,7 @@ with the real argument parser, so that no example drifts from the flags.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -74,12 +75,32 @@ def test_every_offline_readme_command_runs(tmp_path: Path):
     """In order, in one folder: `demo` writes step3vl-demo/, the next commands read it."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "PY": sys.executable}
     shim = 'step3vl-eval() { "$PY" -m evals.cli "$@"; }\n'  # the console script, from this checkout
+    outputs = {}
     for command in OFFLINE:
         proc = subprocess.run(["bash", "-c", shim + command], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        outputs[command] = proc.stdout
     assert (tmp_path / "step3vl-demo" / "leaderboard.html").is_file()
     assert (tmp_path / "report.html").is_file() and (tmp_path / "baseline.json").is_file()
+    check_the_gate_example_gates_real_models(tmp_path, outputs)
+
+
+def check_the_gate_example_gates_real_models(folder: Path, outputs: dict[str, str]) -> None:
+    """The demo's folder holds MathVision runs of four models, the newest being the random baseline: the
+    example must name the runs it gates (a real model's as the baseline), not teach gating against chance."""
+    baseline = json.loads((folder / "baseline.json").read_text(encoding="utf-8"))["tasks"]
+    assert list(baseline) == ["mathvision"] and Path(baseline["mathvision"]["source"]).name.startswith(
+        "mathvision-Gemini-Pro-CoT-sere-")
+    (gate,) = [out for command, out in outputs.items() if "gate --baseline baseline.json" in command]
+    (current,) = [c for c in OFFLINE if "gate --baseline baseline.json" in c]
+    assert "--current step3vl-demo/runs/mathvision-Qwen-VL-Plus-sere-" in current
+    # Gemini-Pro-CoT 44 of 304 right, Qwen-VL-Plus 32: the drop the README describes, not significant
+    assert "| mathvision | 1 | 14.47 | 10.53 | -3.95 |" in gate and "| inconclusive |" in gate
+    runs = folder / "step3vl-demo" / "runs"
+    proc = subprocess.run([sys.executable, "-m", "evals.cli", "gate", "--write-baseline", str(runs), "b.json"],
+                          cwd=folder, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert proc.returncode == 2 and "holds mathvision runs of 4 models" in proc.stderr  # the README says why
 
 
 def test_every_test_and_file_the_docs_cite_exists():

@@ -242,7 +242,7 @@ def test_leaderboard_rows_are_model_by_mode_with_one_run_per_task(fixture_runs):
     rows = {r.label: r for r in group_rows(load_runs([str(p) for p in fixture_runs.values()]))}
     assert set(rows["mock/alpha · SeRe"].runs) == {FIXTURE_TASK, "aime2025"}
     assert set(rows["mock/alpha · PaCoRe [2]"].runs) == {"aime2025"}
-    assert set(rows["replay:mcq_preds.json · SeRe"].runs) == {FIXTURE_TASK}
+    assert set(rows["replay:mcq_preds · SeRe"].runs) == {FIXTURE_TASK}
     assert len(rows) == 4
 
 
@@ -262,7 +262,7 @@ def test_the_demo_report_leads_with_real_models_and_shows_the_scripts_row_marked
 
 def test_rows_of_a_script_sort_after_every_model_whatever_their_names(fixture_runs):
     rows = group_rows(load_runs([str(p) for p in fixture_runs.values()]))
-    assert [r.label for r in rows] == ["replay:aime_preds.json · SeRe", "replay:mcq_preds.json · SeRe",
+    assert [r.label for r in rows] == ["replay:aime_preds · SeRe", "replay:mcq_preds · SeRe",
                                        "mock/alpha · PaCoRe [2]", "mock/alpha · SeRe"]  # "mock" sorts first by name
     assert [r.scripted for r in rows] == [False, False, True, True]
 
@@ -297,7 +297,8 @@ def test_the_same_run_saved_twice_keeps_the_later_and_says_so(fixture_runs, tmp_
     (copy / "samples.jsonl").write_text((src / "samples.jsonl").read_text())
     out = tmp_path / "r.html"
     build_report([str(src), str(copy)], html=str(out))
-    assert f"Left out: {res['run_id']} ({src.resolve()})" in out.read_text()
+    assert (f"Left out {src.resolve()} (complete, {res['counts']['requests']} requests): {copy.resolve()} has the "
+            "same run id and finished later.") in out.read_text()
 
 
 def test_html_leaderboard_has_scores_ci_n_published_rows_and_caveats(fixture_runs, report):
@@ -330,7 +331,7 @@ def test_compute_chart_has_a_point_per_run_with_tokens_and_squares_for_pacore(re
     assert "mock/alpha · PaCoRe [2]: " in aime and "tokens/request" in aime
     # a replay saved no token counts: drawn at x = 0 it would be a point with no data, so it is named instead
     assert "replay:" not in aime
-    assert re.search(r"<li>AIME 2025: not drawn: replay:aime_preds\.json · SeRe \(no token counts saved; "
+    assert re.search(r"<li>AIME 2025: not drawn: replay:aime_preds · SeRe \(no token counts saved; "
                      r"replayed predictions carry none\)\.</li>", html)
 
 
