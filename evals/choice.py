@@ -13,7 +13,7 @@ The order, as the STEP3-VL-10B report scores MMMU and MMBench (DESIGN §7):
    (lower-cased) the answer contains. A known refusal phrase, or a lone `Z` token with no option
    letter, resolves to `Z` (wrong, never sent to a judge); an answer holding VLMEvalKit's
    "Failed to obtain answer via API" skips the letter rule.
-3. A judge, when the run has one (see `evals/judge.py`); else `none` (scored wrong).
+3. A judge, when the run has one (see `model_adapters/judge.py`); else `none` (scored wrong).
 """
 
 from __future__ import annotations

@@ -591,24 +591,9 @@ def command_score(args: argparse.Namespace) -> int:
 
 
 def command_setup(args: argparse.Namespace) -> int:
-    """The side install of MATH-V's parser: made when missing, checked either way."""
-    import os
+    from tasks.latex2sympy_sidecar import setup
 
-    from tasks.latex2sympy_sidecar import ENV_VAR, OriginalParser, install_side, side_install_dir, side_install_ready
-
-    target, ready = side_install_dir(), side_install_ready()
-    if not ready:
-        install_side()
-    parser = OriginalParser(sys.executable, path=str(target))
-    works = parser.works()
-    parser.stop()
-    if not works:
-        raise UserError(f"mathvision: the official parser in {target} does not run; remove that folder and run "
-                        "`step3vl-eval setup mathvision` again")
-    print(f"mathvision: MATH-V's official parser (latex2sympy2 1.9.1) {'was already' if ready else 'is now'} "
-          f"installed in {target}; runs score with it by default"
-          + (f" ({ENV_VAR} is set and takes precedence)" if os.environ.get(ENV_VAR) else ""))
-    return 0
+    return setup()
 
 
 def command_list(args: argparse.Namespace) -> int:
@@ -657,7 +642,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    from evals.demo import run_demo
+    from tasks.demo import run_demo
 
     return run_demo(Path(args.out), spec_for)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evals import metrics, store
-from evals.judge import make_judge
+from model_adapters.judge import make_judge
 from evals.modes import first_round_answers, wrap_mode
 from evals.progress import RunProgress
 from evals.scoring import score_many, score_response

@@ -266,7 +266,7 @@ class Task(Protocol):
     prompt_template: str
     default_params: GenParams
     default_repeats: int
-    judge: Any  # None, or the `--judge` model the runner attaches (evals/judge.py) for unresolved answers
+    judge: Any  # None, or the `--judge` model the runner attaches (model_adapters/judge.py) for unresolved answers
 
     def load(self, data: str | None, split: str | None, limit: int | None) -> list[Sample]: ...
 

@@ -47,6 +47,7 @@ import numpy as np
 from evals import store
 from evals.metrics import Z95, wilson_interval
 from evals.types import RunResult, UserError
+from reports.runs import select_run
 
 BASELINE_FORMAT = "step3vl-eval-baseline/1"
 HEADLINE = "accuracy"
@@ -164,7 +165,7 @@ def read_runs(path: Path, tasks: list[str] | None = None, strict: bool = False) 
 
 
 def select_runs(path: Path, run_dirs: list[Path], tasks: list[str] | None, strict: bool) -> dict[str, Path]:
-    """One run dir per task, among those of `tasks` (all when None), by `store.select_run` (the rule
+    """One run dir per task, among those of `tasks` (all when None), by `reports.runs.select_run` (the rule
     `compare` follows too); the choice is said on stderr."""
     found: dict[str, list[tuple[Path, RunResult]]] = {}
     for run_dir in run_dirs:
@@ -173,7 +174,7 @@ def select_runs(path: Path, run_dirs: list[Path], tasks: list[str] | None, stric
             found.setdefault(result.spec.task, []).append((run_dir, result))
     chosen = {}
     for task, runs in sorted(found.items()):
-        chosen[task], note = store.select_run(path, task, runs, strict)
+        chosen[task], note = select_run(path, task, runs, strict)
         if note:
             print(f"gate: {note}; --strict refuses instead", file=sys.stderr)
     return chosen

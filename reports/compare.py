@@ -23,6 +23,7 @@ from typing import Any
 from evals import store
 from gates.gate import DiffEstimate, paired_test
 from evals.types import RunResult, UserError
+from reports.runs import select_run
 
 HEADLINE = "accuracy"
 CHANGES = ("both right", "gained", "lost", "both wrong", "same")  # `same`: an equal rate strictly inside (0, 1)
@@ -260,8 +261,8 @@ def runs_by_task(path_text: str) -> dict[str, list[tuple[Path, RunResult]]]:
 
 
 def chosen_run(path_text: str, task: str, runs: list[tuple[Path, RunResult]]) -> Path:
-    """The gate's rule for a folder with several runs of a task (`store.select_run`), said on stderr."""
-    run_dir, note = store.select_run(Path(path_text), task, runs)
+    """The gate's rule for a folder with several runs of a task (`reports.runs.select_run`), said on stderr."""
+    run_dir, note = select_run(Path(path_text), task, runs)
     if note:
         print(f"compare: {note}", file=sys.stderr)
     return run_dir

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,42 @@ def settings_summary(run: LoadedRun) -> str:
     if spec.split:
         bits.append(f"split={spec.split}")
     return " ".join(bits)
+
+
+def select_run(folder: Path, task: str, runs: list[tuple[Path, RunResult]], strict: bool = False) -> tuple[Path, str]:
+    """Which run of `task` a folder of run dirs stands for (`gate` and `compare` alike), and a line
+    saying so when there was a choice ("" when the folder holds one run of the task).
+
+    Among several: complete runs only; a script's runs (the mock) only when no real model ran the
+    task; then they must all be one model in one mode (reruns, other settings), and the newest by the
+    time it finished is taken. Runs of different models are ambiguous, so refused: name one run dir.
+    `strict` refuses any choice."""
+    if len(runs) == 1:
+        return runs[0][0], ""
+    listing = "; ".join(f"{d.name} ({r.status}, finished {finished_at(r)})" for d, r in runs)
+    complete = [(d, r) for d, r in runs if r.status == "complete"]
+    if strict or not complete:
+        why = "--strict takes one run per task" if strict else "none of them is complete"
+        raise UserError(f"{folder} holds {len(runs)} runs of {task} ({listing}): {why}; keep one, name its "
+                        "run dir, or narrow with --tasks")
+    real = [(d, r) for d, r in complete if not is_scripted(r.spec.model)]
+    if not real and len(complete) < len(runs) and any(not is_scripted(r.spec.model) for _, r in runs):
+        raise UserError(f"{folder} holds {len(runs)} runs of {task} ({listing}): no model's run of it is complete, "
+                        "and a script's run is no stand-in; resume it, or name a run dir")
+    candidates = real or complete
+    models = sorted({f"{short_model(r.spec.model)} · {r.spec.mode}" for _, r in candidates})
+    if len(models) > 1:
+        raise UserError(f"{folder} holds {task} runs of {len(models)} models ({', '.join(models)}): which one is "
+                        f"meant? name its run dir, e.g. {candidates[0][0]}")
+    newest = max(candidates, key=lambda item: item[1].provenance.get("finished") or 0)[0]
+    scripts = len(complete) - len(real) if real else 0
+    left = f"; left out {scripts} run{'s' * (scripts > 1)} of a script" if scripts else ""
+    return newest, (f"{folder} holds {len(runs)} runs of {task}; using the newest complete one, {newest.name}"
+                    f" ({models[0]}){left}")
+
+
+def finished_at(result: RunResult) -> str:
+    stamp = result.provenance.get("finished")
+    if not isinstance(stamp, (int, float)):
+        return "never"
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")

@@ -6,7 +6,7 @@ Dataset: hub `MathArena/hmmt_feb_2025` (split `train`, fields `problem_idx`, `pr
 split, prompt or repeat count; we take AIME 2025's: avg@64 at temperature 1.0, the same step-by-step
 prompt with a boxed answer. Unlike AIME's integers, some answers are expressions (`\\frac{9\\sqrt{3}}{2}`,
 `2^{25} \\cdot 26!`, `\\sqrt{6}-\\sqrt{2}`): they are compared by AIME's rules (`tasks/aime2025.py`:
-the last `\\boxed{}`, `evals.mathcheck.math_equal`, math-verify for anything not an integer).
+the last `\\boxed{}`, `tasks.mathcheck.math_equal`, math-verify for anything not an integer).
 Breakdown: per problem type (a problem can have several, kept as `Algebra, Geometry`; it counts in each).
 """
 

@@ -279,3 +279,22 @@ def serve() -> None:
 
 if __name__ == "__main__":
     serve()
+
+
+def setup() -> int:
+    """`step3vl-eval setup mathvision`: the side install of MATH-V's parser, made when missing, checked either way."""
+    from evals.types import UserError
+
+    target, ready = side_install_dir(), side_install_ready()
+    if not ready:
+        install_side()
+    parser = OriginalParser(sys.executable, path=str(target))
+    works = parser.works()
+    parser.stop()
+    if not works:
+        raise UserError(f"mathvision: the official parser in {target} does not run; remove that folder and run "
+                        "`step3vl-eval setup mathvision` again")
+    print(f"mathvision: MATH-V's official parser (latex2sympy2 1.9.1) {'was already' if ready else 'is now'} "
+          f"installed in {target}; runs score with it by default"
+          + (f" ({ENV_VAR} is set and takes precedence)" if os.environ.get(ENV_VAR) else ""))
+    return 0

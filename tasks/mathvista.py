@@ -33,7 +33,7 @@ from typing import Any
 
 from evals import metrics
 from evals.extract import extract_boxed
-from evals.judge import reject_unknown_options
+from model_adapters.judge import reject_unknown_options
 from evals.types import GenParams, Message, Response, Sample, Scored, Text, UserError
 from tasks.data import Row, _read_json, load_local_rows, load_rows, require_fields
 from tasks.images import image_from_cell
@@ -101,7 +101,7 @@ class MathVista:
 
     def __init__(self, **judge_options: str):
         reject_unknown_options("mathvista", judge_options)
-        self.judge: Any = None  # set by the runner when the run has a judge (evals.judge.make_judge)
+        self.judge: Any = None  # set by the runner when the run has a judge (model_adapters.judge.make_judge)
         self.has_gold = True
 
     # ---- data ----------------------------------------------------------------------------------

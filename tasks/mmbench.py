@@ -20,7 +20,7 @@ from typing import Any
 
 from evals import metrics
 from evals.choice import match_choice, question_block
-from evals.judge import reject_unknown_options
+from model_adapters.judge import reject_unknown_options
 from evals.types import GenParams, Image, Message, Response, Sample, Scored, Text, UserError
 from tasks.data import MAX_LINE_BYTES, load_local_rows, load_rows, require_fields
 from tasks.images import b64_image, image_from_cell
@@ -62,7 +62,7 @@ class MMBench:
         self.name = f"mmbench_{lang}"
         self.lang, self.version = lang, version
         self.prompt_template = PROMPT_TEMPLATES[lang]
-        self.judge: Any = None  # set by the runner when the run has a judge (evals.judge.make_judge)
+        self.judge: Any = None  # set by the runner when the run has a judge (model_adapters.judge.make_judge)
 
     # ---- data ----------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from evals import metrics
 from evals.choice import match_choice, question_block
-from evals.judge import reject_unknown_options
+from model_adapters.judge import reject_unknown_options
 from evals.types import GenParams, Image, Message, Part, Response, Sample, Scored, Text, UserError
 from tasks import mmmu_official as official
 from tasks.data import load_local_rows, load_rows, require_fields
@@ -73,7 +73,7 @@ class MMMU:
         reject_unknown_options("mmmu", judge_options)
         self.official_fallback = official_fallback
         self.hub_id = hub_id
-        self.judge: Any = None  # set by the runner when the run has a judge (evals.judge.make_judge)
+        self.judge: Any = None  # set by the runner when the run has a judge (model_adapters.judge.make_judge)
 
     # ---- data ----------------------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def test_a_second_demo_shows_only_its_own_runs(demo, tmp_path: Path, capsys):
     """An earlier demo's runs (e.g. the package then installed elsewhere: the replay path is in the run id)
     or the user's own stay in runs/, but the leaderboard is of the runs this demo made."""
     from evals.cli import spec_for
-    from evals.demo import run_demo
+    from tasks.demo import run_demo
 
     out = tmp_path / "step3vl-demo"
     shutil.copytree(demo["out"], out)

@@ -16,7 +16,7 @@ from chat_server import Reply
 from conftest import cli
 from PIL import Image as PILImage
 
-from evals.judge import make_judge
+from model_adapters.judge import make_judge
 from evals.types import Image, Response, RunSpec, Scored, Text, UserError
 from tasks.mmbench import MMBench
 
@@ -264,7 +264,7 @@ def test_cli_judge_resolves_and_caches_through_the_runner(tsv: Path, tmp_path: P
     import evals.runner
 
     if not hasattr(evals.runner, "make_judge"):
-        pytest.skip("the runner does not attach judges yet (it should call evals.judge.make_judge)")
+        pytest.skip("the runner does not attach judges yet (it should call model_adapters.judge.make_judge)")
     preds = tmp_path / "preds.jsonl"
     preds.write_text("".join(json.dumps({"id": k, "response": v}, ensure_ascii=False) + "\n" for k, v in ANSWERS.items()))
     proc = cli("run", "mmbench_en", "--model", f"replay:{preds}", "--data", str(tsv), "--out", str(tmp_path / "runs"),

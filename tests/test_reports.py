@@ -166,7 +166,7 @@ def make_demo(root: Path) -> Path:
     """`step3vl-eval demo` in `root`: four released MathVision predictions replayed, a mock AIME run, and
     their report; returns the report's path."""
     from evals.cli import spec_for
-    from evals.demo import run_demo
+    from tasks.demo import run_demo
 
     assert run_demo(root / "step3vl-demo", spec_for) == 0
     return root / "step3vl-demo" / "leaderboard.html"
