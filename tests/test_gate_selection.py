@@ -20,6 +20,8 @@ from evals.cli import main
 
 def mock_run(out: Path, task: str, *extra: str) -> Path:
     before = set(out.iterdir()) if out.exists() else set()
+    if task == "mathvision":  # the mock's answers are nonsense: the engine that scores them is beside the point
+        extra = ("-T", "equality=emulated", *extra)
     assert main(["run", task, "--data", "bundled", "--model", "mock", "--out", str(out), "--quiet", *extra]) == 0
     (new,) = set(out.iterdir()) - before
     return new
