@@ -40,8 +40,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,22 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from api_throughput import write_problems  # noqa: E402
+from pacore_round import chat_server  # noqa: E402
 
 BUSY_GOAL = 0.98
 RSS_GOAL = 0.25
 
 
-@contextmanager
-def heavy_tailed_server(latency: float, sigma: float, pad: int = 0, seed: int = 0) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "chat_server.py"), "--latency", str(latency),
-                             "--sigma", str(sigma), "--pad-reasoning", str(pad), "--seed", str(seed)],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def heavy_tailed_server(latency: float, sigma: float, pad: int = 0, seed: int = 0) -> Any:
+    return chat_server(latency, "--sigma", str(sigma), "--pad-reasoning", str(pad), "--seed", str(seed))
 
 
 def server_stats(url: str) -> dict[str, Any]:

@@ -35,10 +35,10 @@ def problems(n: int) -> list[Request]:
 
 
 @contextmanager
-def chat_server(latency: float) -> Iterator[str]:
-    """The test server in a subprocess; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "chat_server.py"), "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True)
+def chat_server(latency: float, *flags: str) -> Iterator[str]:
+    """The test server in a subprocess (with more of its flags, e.g. `--sigma 1.0`); yields its base URL."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "chat_server.py"), "--latency", str(latency),
+                             *flags], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
