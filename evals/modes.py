@@ -314,7 +314,7 @@ class PaCoRe:
         self.wave = max(1, spec.concurrency)  # calls per generate() on a backend that takes batches
         # the end of the run, in round-0 calls left to send: earlier rounds go first from there (Pipeline)
         self.lookahead = LOOKAHEAD_WINDOWS * self.wave * (self.pool or self.widths[0])
-        self.reserve = self.wave  # later-round calls the end of the run keeps ready behind round 0
+        self.first = self.wave * (self.pool or self.widths[0])  # round-0 calls that always finish as they go
         self.cache: CallCache | None = None
         self.writer: store.RecordWriter | None = None
         self.sent = 0  # sub-calls handed to the wrapped adapter (cache hits excluded)
@@ -416,7 +416,7 @@ class PaCoRe:
     # -- the whole run --
 
     def generate(self, requests: list[Request], on_response: Any = None) -> list[Response]:
-        run = Pipeline(self, requests, on_response, self.lookahead, self.reserve)
+        run = Pipeline(self, requests, on_response, self.lookahead, self.first)
         if self.schedule == "rounds":
             run.admit_all()  # every problem's round 0 at once: a wave per round, the barrier of old
             self.drive_in_waves(run, None)
@@ -503,15 +503,16 @@ class Pipeline:
     answered on the spot. None means nothing is ready now: more may come as replies come back.
 
     The end of the run is the exception. Once the round-0 calls not yet sent fit in `lookahead`
-    (three windows of `--concurrency` problems, at most half the run's round-0 calls), the remaining
-    problems are let in at once and round 0 goes first while at most `reserve` (one window) later-round
-    calls are ready; beyond that they go first, so finals keep coming. The last round-0 calls thus
-    leave earlier, and the reserve of syntheses they leave behind fills the window while the slowest
-    round-0 replies come back. Later rounds first to the very end would leave the window emptying
-    behind each problem's slowest reply, then a synthesis after it.
+    (three windows of `--concurrency` problems; the first window, or half of a smaller run, always
+    finishes as it goes), the remaining problems are let in at once and their round-0 calls go before any later
+    round. A synthesis must wait for its problem's slowest round-0 reply, so the earlier the last
+    round-0 call leaves, the more of the run's slowest replies are back before the window runs out of
+    work; the syntheses held back meanwhile are the work that fills it at the very end. Later rounds
+    first to the very end would leave the window emptying behind each problem's slowest reply, then a
+    synthesis after it.
     """
 
-    def __init__(self, mode: PaCoRe, requests: list[Request], on_response: Any, lookahead: int = 0, reserve: int = 0):
+    def __init__(self, mode: PaCoRe, requests: list[Request], on_response: Any, lookahead: int = 0, first: int = 0):
         self.mode = mode
         self.on_response = on_response
         groups: dict[str, list[Request]] = {}
@@ -521,8 +522,8 @@ class Pipeline:
         self.admitted = 0
         # round-0 calls not handed out yet (sent or answered from calls.jsonl)
         self.round0_left = len(groups) * mode.pool if mode.pool is not None else len(requests) * mode.widths[0]
-        self.lookahead = min(lookahead, self.round0_left // 2)  # the first half always finishes as it goes
-        self.reserve = reserve
+        # the first window of problems (at least half the run's round-0 calls) finishes as it goes
+        self.lookahead = min(lookahead, self.round0_left - min(first, self.round0_left // 2))
         self.ended = False
         self.ready: list[tuple[int, int, int, Call]] = []  # heap: (-round, problem seq, order, call)
         self.ready0: list[tuple[int, int, Call]] = []  # the end of the run's round-0 calls: (problem seq, order, call)
@@ -584,7 +585,7 @@ class Pipeline:
         while not self.ready and not self.ready0:
             if not self.admit():
                 return None
-        if self.ready0 and len(self.ready) <= self.reserve:  # the end: round 0 first, up to a reserve of syntheses
+        if self.ready0:  # the end: round 0 first
             call = heapq.heappop(self.ready0)[2]
         else:
             call = heapq.heappop(self.ready)[3]
