@@ -34,7 +34,7 @@ from tsv_memory import tsv_figures, write_tsv
 
 HEAVY_MODULES = ("torch", "transformers", "vllm")
 EXTERNAL_TIMEOUT = 240  # seconds for each of the other issues' scripts
-PIPELINE_TIMEOUT = 600  # pacore_pipeline.py: 6 runs of 4,080 calls and two of 1 GB of replies
+PIPELINE_TIMEOUT = 900  # pacore_pipeline.py: 6 runs of 4,080 calls (~50 s each) and two of 1 GB of replies
 
 
 @dataclass

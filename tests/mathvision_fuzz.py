@@ -169,34 +169,75 @@ def gold_for(v: Fraction, rng: random.Random) -> str:
                        f"{float(v):.2f}"))
 
 
-def response_for(answer: str, rng: random.Random) -> str:
-    """The answer inside a response, through one of the official extraction paths."""
-    roll = rng.randrange(10)
-    if roll < 6:
-        return f"So the result is $\\boxed{{{answer}}}$."
-    if roll < 8:
-        return f"The answer is {answer}"
-    if roll == 8:
-        return f"First \\boxed{{1}}, then \\boxed{{{answer}}}"
-    return f"**Final Answer:** \\boxed{{{answer}}}"
+# How replies carry an answer, each through one of the official extraction paths: one or several
+# `\\boxed{}` (the last one counts), an answer phrase (lower or capitalised, cut at a newline or at
+# ". "), `is <number>.`, or none (the whole reply is read); with the text reasoning models put around
+# them (a think block, Markdown, display math, a sentence after the answer).
+WRAPPERS = (
+    "So the result is $\\boxed{{{}}}$.",
+    "The answer is {}",
+    "First \\boxed{{1}}, then \\boxed{{{}}}",
+    "**Final Answer:** \\boxed{{{}}}",
+    "<think>\nThe figure gives the lengths; add them.\n</think>\nThe final answer is {}.\nIt follows from the figure.",
+    "Therefore, the answer is {}. This matches the diagram.",
+    "The correct answer is {}",
+    "Thus the answer should be ${}$.",
+    "\\[\n\\boxed{{{}}}\n\\]",
+    "The answer is $\\boxed{{{}}}$ (in the units asked).",
+    "{}",
+    "Answer: {}",
+    "so the area is {}",
+    "Hence the final answer is $\\boxed{{{}}}$",
+    "We compute $2+2=4$ and then \\boxed{{{}}}.",
+    "The Answer Is {}.",
+)
 
 
-def fuzz_items(n: int, seed: int) -> list[dict[str, Any]]:
-    """n distinct responses `{"id", "response", "answer", "gold", "options"}` (free-form items), seeded."""
+def response_for(answer: str, rng: random.Random, wrapper: int | None = None) -> str:
+    """The answer inside a response: the wrapper given, else one drawn (the boxed forms most often)."""
+    if wrapper is None:
+        roll = rng.randrange(10)
+        wrapper = 0 if roll < 6 else 1 if roll < 8 else 2 if roll == 8 else 3
+    return WRAPPERS[wrapper].format(answer)
+
+
+def gold_forms(v: Fraction, rng: random.Random) -> list[str]:
+    """More golds for the same answer, as MATH-V writes them: the value in each of its forms, and
+    near misses (off by one, by a hundredth, a hundred times smaller)."""
+    golds = [str(v.numerator) if v.denominator == 1 else f"\\frac{{{v.numerator}}}{{{v.denominator}}}",
+             f"{float(v):g}", f"{v.numerator}/{v.denominator}" if v.denominator != 1 else f"{v.numerator}.0",
+             f"{float(v):.2f}"]
+    for miss in (v + 1, v - Fraction(1, 100), v / 100, -v):
+        golds.append(gold_for(miss, random.Random(rng.random())) if rng.random() < 0.5 else f"{float(miss):g}")
+    return golds
+
+
+def fuzz_items(n: int, seed: int, per_answer: int = 1) -> list[dict[str, Any]]:
+    """n distinct items `{"id", "response", "answer", "gold", "options"}` (free-form), seeded.
+
+    Each generated answer gives `per_answer` items (adjacent): the first with a drawn wrapper and gold
+    as before, the others with another wrapper each and another gold (the value in another form, or a
+    near miss), so that the same text is read through every extraction path and judged against
+    golds it equals and golds it misses."""
     rng = random.Random(seed)
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     out: list[dict[str, Any]] = []
     while len(out) < n:
         v = value(rng)
         answer = written(v, rng)
         if rng.random() < 0.15:
             answer = rng.choice((spaced, uni))(answer, rng)
-        response = response_for(answer, rng)
-        if response in seen:
-            continue
-        seen.add(response)
-        out.append({"id": f"fuzz-{len(out)}", "response": response, "answer": answer, "gold": gold_for(v, rng),
-                    "options": []})
+        pairs = [(response_for(answer, rng), gold_for(v, rng))]
+        if per_answer > 1:
+            wrappers = rng.sample(range(len(WRAPPERS)), per_answer - 1)
+            golds = gold_forms(v, rng)
+            pairs += [(response_for(answer, rng, w), rng.choice(golds)) for w in wrappers]
+        for response, gold in pairs:
+            if (response, gold) in seen or len(out) == n:
+                continue
+            seen.add((response, gold))
+            out.append({"id": f"fuzz-{len(out)}", "response": response, "answer": answer, "gold": gold,
+                        "options": []})
     return out
 
 
