@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 ENV_VAR = "STEP3VL_LATEX2SYMPY_PYTHON"
 CACHE_ENV_VAR = "STEP3VL_CACHE"
@@ -251,6 +252,35 @@ def official_parser(install: bool = True) -> OriginalParser:
 
 # ---- the worker (runs with the side install on its path, or in the override's venv) ---------
 
+FRAME_STACK_SLOTS = 1 << 17  # 1 MiB reserved in one frame: the parser's recursion runs in the rest of its block
+
+
+def _call(work: Any) -> Any:
+    return work()
+
+
+def on_one_stack_block(work: Any) -> Any:
+    """`work()`, with the Python frames it calls kept in one block allocated up front.
+
+    CPython 3.11+ keeps frames in 16 KiB blocks: it maps a new one when the stack grows past the last
+    and unmaps it when the stack shrinks back. ANTLR's prediction recurses up and down across such a
+    boundary hundreds of times per text, and those mmap/munmap pairs took half of the parser's time.
+    A frame that reserves a large stack makes CPython map one large block for it, and the frames
+    `work` calls fit in the rest of that block. What is parsed, and how, is unchanged."""
+    global _block_call
+    if _block_call is None:
+        code = _call.__code__
+        try:
+            code = code.replace(co_stacksize=code.co_stacksize + FRAME_STACK_SLOTS)
+        except (AttributeError, TypeError, ValueError):  # an interpreter without this code object field
+            return work()
+        _block_call = type(_call)(code, _call.__globals__)
+    return _block_call(work)
+
+
+_block_call: Any = None
+
+
 def serve() -> None:
     import resource
 
@@ -263,6 +293,10 @@ def serve() -> None:
 
     replies.write('{"ready": true}\n')
     replies.flush()
+    on_one_stack_block(lambda: answer_lines(latex2sympy2, latex2sympy, replies))
+
+
+def answer_lines(latex2sympy2: Any, latex2sympy: Any, replies: Any) -> None:
     for line in sys.stdin:
         text = json.loads(line)["text"]
         # The parser keeps module state across texts: a differential atom (`d` and a letter, as in

@@ -36,7 +36,7 @@ from evals import metrics
 from evals.types import GenParams, Image, Message, Part, Response, Sample, Scored, Text, UserError
 from tasks.data import BUNDLED, Row, bundled_dir, load_local_rows, load_rows, require_fields
 from tasks.images import image_from_cell
-from tasks.latex2sympy_sidecar import OriginalParser, official_parser, shared_parser
+from tasks.latex2sympy_sidecar import OriginalParser, official_parser, on_one_stack_block, shared_parser
 from tasks.mathvision_rules import official_equal, official_extract, texts_to_parse
 
 PROMPT_TEMPLATE = (  # the report's, verbatim; the figure goes at <image>
@@ -151,7 +151,8 @@ class MathVision:
         answer, rule = official_extract(response.text)
         gold_text = (sample.choices or {}).get(sample.target, "")
         parser = self.parser()
-        correct = official_equal(sample.target, answer, parser) or official_equal(gold_text, answer, parser)
+        correct = on_one_stack_block(lambda: official_equal(sample.target, answer, parser)
+                                     or official_equal(gold_text, answer, parser))
         return Scored(key=response.key, sample_id=sample.id, repeat=0, extracted=answer or None,
                       rule=rule, correct=correct, score=float(correct))
 

@@ -297,9 +297,10 @@ class QuickValue:
         if token == "\\frac":
             return self.group() / self.group()
         if token == "\\sqrt":
-            radicand = self.group()
-            root = math.isqrt(radicand) if isinstance(radicand, int) and radicand >= 0 else -1
-            return root if root * root == radicand else math.sqrt(radicand)
+            radicand = self.group()  # sympy keeps the root of a perfect square an integer, of a float a float
+            if isinstance(radicand, int) and radicand >= 0 and math.isqrt(radicand) ** 2 == radicand:
+                return math.isqrt(radicand)
+            return math.sqrt(radicand)
         if token in ("(", "{"):
             inner = self.sum()
             self.take(")" if token == "(" else "}")
@@ -412,23 +413,28 @@ def emulated_value(s: str) -> int | float | None:
     for old, new in ORIGINAL_PREPARSE_EDITS + GROUP_EDITS:
         s = s.replace(old, new)
     s = THOUSANDS.sub(r"\1\2", brackets_as_groups(s))
-    return parsed_value(JUXTAPOSED.sub(r"\1\\cdot ", s))
+    return parsed_value(SPACED_NUMBERS.sub(r"\1\\cdot ", JUXTAPOSED.sub(r"\1\\cdot ", s)))
 
 
 # The original's NUMBER has thousands groups (`23,802` is 23802; the fork reads a pair); a number
 # before a group or `e` is a product there (`19(1)`, `2e^{0}`; the fork adds them).
 THOUSANDS = re.compile(r"(\d),(\d{3})(?![\d])")
 JUXTAPOSED = re.compile(r"([\d})])\s*(?=\(|e(?![a-z0-9+\-]))")
+# Two numbers apart are a product there (`2~96` is 192); the fork reads a mixed number (2 + 96).
+SPACED_NUMBERS = re.compile(r"(\d)\s+(?=\d|\.\d)")
 
 
 def brackets_as_groups(s: str) -> str:
-    """`[x]` as `(x)`, as the original groups it; the index of `\\sqrt[n]{}` stays."""
+    """`[x]` as `(x)`, as the original groups it; the index of `\\sqrt[n]{}` stays. The original stops
+    before a `]` that closes nothing (`-25[1]]` is -25): so does this."""
     out, kept = [], []
     for i, c in enumerate(s):
         if c == "[":
             kept.append(s[:i].endswith("\\sqrt"))
             out.append("[" if kept[-1] else "(")
-        elif c == "]" and kept:
+        elif c == "]":
+            if not kept:
+                break
             out.append("]" if kept.pop() else ")")
         else:
             out.append(c)

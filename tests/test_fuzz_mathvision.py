@@ -1,6 +1,7 @@
-"""MathVision's equality fuzzed against the official scorer (oracle tier, issue 20): 10,000 distinct
-answers from `tests/mathvision_fuzz.py` (STEP3VL_FUZZ_N for more), scored by MATH-V's `evaluate.py` itself (its own venv,
-latex2sympy2 1.9.1) and by the project with each engine.
+"""MathVision's equality fuzzed against the official scorer (oracle tier, issue 20): 100,000
+answers from `tests/mathvision_fuzz.py` (distinct reply and gold pairs, 4 per generated answer;
+STEP3VL_FUZZ_N / STEP3VL_FUZZ_PER_ANSWER for other sizes), scored by MATH-V's `evaluate.py` itself
+(its own venv, latex2sympy2 1.9.1) and by the project with each engine.
 
 - the default engine (MATH-V's parser in its sidecar) gives the official extracted answer and verdict
   on every one: 0 disagreements;
@@ -9,8 +10,9 @@ latex2sympy2 1.9.1) and by the project with each engine.
 - the answers that make the official scorer run for ever (HANGS) get a verdict within the
   per-answer time limit from both engines (wrong), and are counted.
 
-The oracle runs in two worker processes while the project scores; the sidecar gets its texts in
-batches. The test prints its corpus size, disagreements and runtime in the oracle summary.
+The oracle runs in two worker processes while the project scores: the default engine through the
+scoring pool (`evals.scoring.score_many`, two processes with a sidecar each), the emulation in
+batches here. The test prints its corpus size, disagreements and runtime in the oracle summary.
 """
 
 from __future__ import annotations
@@ -29,15 +31,18 @@ from conftest import REPO, report_oracle
 from mathvision_fuzz import HANGS, fuzz_items, oracle_test_lines
 from test_oracle_mathvision import ORACLE_PYTHON, ORACLE_WORKER, Oracle, oracle_dir
 
+from evals.scoring import score_many
 from evals.types import Response, Sample
 from tasks.mathvision import MathVision
 from tasks.mathvision_rules import official_extract
 
 pytestmark = [pytest.mark.oracle, pytest.mark.slow, pytest.mark.timeout(1200)]
 
-DEFAULT_FUZZED, SEED = 10_000, 20261203
-# More answers for a longer run (`STEP3VL_FUZZ_N=100000`: about 10x the time); the emulation's
-# class counts are the documented ones for the default corpus only.
+DEFAULT_FUZZED, SEED = 100_000, 20261203
+DEFAULT_PER_ANSWER = 4  # items per generated answer (fuzz_items)
+PER_ANSWER = int(os.environ.get("STEP3VL_FUZZ_PER_ANSWER") or DEFAULT_PER_ANSWER)
+# Another size for another run (`STEP3VL_FUZZ_N`); the emulation's class counts are the documented
+# ones for the default corpus only.
 FUZZED = int(os.environ.get("STEP3VL_FUZZ_N") or DEFAULT_FUZZED)
 BATCH = 4000
 HANG_WAIT_S = 3.0  # the official scorer is still at work on each hang after this long
@@ -87,6 +92,13 @@ def score_all(task: MathVision, items: list[dict[str, Any]], samples: dict[str, 
     return found
 
 
+def score_in_pool(task: MathVision, items: list[dict[str, Any]], samples: dict[str, Sample]) -> list[tuple[str, bool]]:
+    """(extracted answer, verdict) per item, scored as `step3vl-eval score` scores a run."""
+    scored = score_many(task, [(samples[i["id"]], Response(key=i["id"], text=i["response"]), 0) for i in items],
+                        workers=2)
+    return [(s.extracted or "", s.correct) for s in scored]
+
+
 def sample_of(line: dict[str, Any]) -> Sample:
     return Sample(id=line["id"], messages=[], target=str(line["answer"]), choices=None, metadata={})
 
@@ -94,15 +106,18 @@ def sample_of(line: dict[str, Any]) -> Sample:
 def test_fuzzed_answers_get_the_official_verdict(tmp_path: Path):
     oracle_dir()
     started = time.perf_counter()
-    items = fuzz_items(FUZZED, SEED)
-    assert len({i["response"] for i in items}) == FUZZED
+    items = fuzz_items(FUZZED, SEED, PER_ANSWER)
+    assert len({(i["response"], i["gold"]) for i in items}) == FUZZED
     lines = oracle_test_lines(items)
     test_jsonl = tmp_path / "test.jsonl"
     test_jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines))
     samples = {line["id"]: sample_of(line) for line in lines}
     oracle = Oracle([{"id": i["id"], "response": i["response"]} for i in items], test_jsonl, tmp_path)
 
-    ours = {engine: score_all(MathVision(equality=engine), items, samples) for engine in ("official", "emulated")}
+    # While the official scorer works in its two processes: the default engine through the scoring
+    # pool of `step3vl-eval score` (two processes, each with its own sidecar), then the emulation here.
+    ours = {"official": score_in_pool(MathVision(equality="official"), items, samples),
+            "emulated": score_all(MathVision(equality="emulated"), items, samples)}
     official = oracle.verdicts()
     seconds = time.perf_counter() - started
     distinct_answers = len({row["model_answer"] for row in official})
@@ -115,7 +130,8 @@ def test_fuzzed_answers_get_the_official_verdict(tmp_path: Path):
             for item, row, (answer, correct) in zip(items, official, found)
             if (answer, correct) != (row["model_answer"], row["correct"])]
     by_class = Counter(deviation_class(d["official"]) for d in disagreements["emulated"])
-    report_oracle(f"oracle mathvision fuzz: {FUZZED} distinct answers ({distinct_answers} distinct extracted), "
+    report_oracle(f"oracle mathvision fuzz: {FUZZED} answers, each a distinct reply and gold ({len({i['response'] for i in items})} "
+                  f"distinct replies of {len({i['answer'] for i in items})} generated answers; {distinct_answers} distinct extracted), "
                   f"official engine {len(disagreements['official'])} disagreements, emulation "
                   f"{len(disagreements['emulated'])} (deliberate, by class: {dict(sorted(by_class.items()))}), "
                   f"{seconds:.0f} s")
@@ -124,7 +140,7 @@ def test_fuzzed_answers_get_the_official_verdict(tmp_path: Path):
     assert disagreements["official"] == [], json.dumps(disagreements["official"][:5], indent=1, ensure_ascii=False)
     unclassified = [d for d in disagreements["emulated"] if deviation_class(d["official"]) == "unclassified"]
     assert unclassified == [], json.dumps(unclassified[:8], indent=1, ensure_ascii=False)
-    if FUZZED == DEFAULT_FUZZED:
+    if FUZZED == DEFAULT_FUZZED and PER_ANSWER == DEFAULT_PER_ANSWER:
         assert dict(by_class) == {k: v for k, v in documented_counts().items() if v}
 
 

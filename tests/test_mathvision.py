@@ -154,7 +154,8 @@ def test_original_parser_semantics(gold: str, options: list[str], response: str,
 
 QUICK_SHAPES = ["60", "070", "2.0", "1.25", "\\frac{4}{3}", "-\\frac{24}{25}", "2\\sqrt{3}", "\\sqrt{16}",
                 "\\frac{3\\sqrt{6}}{2}", "6+4\\sqrt{3}", "4\\pi-2\\sqrt{3}", "45^2", "2^{-1}", "1:2",
-                "2(\\sqrt{2}-1)", "3 \\cdot 4", "\\frac{7^3}{2^{12} 13^2}", "27000-4500\\pi"]
+                "2(\\sqrt{2}-1)", "3 \\cdot 4", "\\frac{7^3}{2^{12} 13^2}", "27000-4500\\pi",
+                "\\sqrt{\\frac{4}{4}}", "\\sqrt{\\frac{9}{4}}"]
 
 
 @pytest.mark.parametrize("shape", QUICK_SHAPES)
@@ -172,6 +173,7 @@ OFFICIAL_VALUES = [
     ("\\sqrt{16}", 4, "sympy folds perfect squares"),
     ("\\frac{1}{0}", None, "ZeroDivisionError: no value"),
     ("\\sqrt{-4}", None, "math.sqrt of a negative raises"),
+    ("\\sqrt{\\frac{4}{4}}", 1.0, "the root of a float (4/4) is a float: 1.0, never the integer fallback"),
 ]
 
 
@@ -196,6 +198,8 @@ PREFIX_VALUES = [
     ("{\\arccos\\frac{5}{6}}}", 0.59, "braces are a group, not a set"),
     ("-\\!2", None, "\\! is a lexer error"),
     ("\\(3\\)", None, "\\( too"),
+    ("2~96[1]", 192, "two numbers apart are a product (math-verify's fork reads a mixed number, 98)"),
+    ("-25[1]]", -25, "a ] that closes nothing ends the prefix"),
 ]
 
 
