@@ -198,6 +198,8 @@ def main() -> int:
     print("\n".join(external_lines("pacore_round.py", None, ["--latency", "0.5", "--width", "16"])))
     print("\n== PaCoRe at GPU scale vs SeRe, heavy-tailed server (benchmarks/pacore_pipeline.py) ==")
     print("\n".join(external_lines("pacore_pipeline.py", None, ["--seeds", "0", "1", "2"], PIPELINE_TIMEOUT)))
+    print("\n== MATH-V's parser in one frame-stack block (benchmarks/parser_stack.py) ==")
+    print("\n".join(external_lines("parser_stack.py", None, [])))
     print("\n== hf batching (benchmarks/hf_batching.py) ==")
     print("\n".join(external_lines("hf_batching.py", "torch", [])))
     print(f"\ntotal {time.time() - started:.0f} s")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import ORACLE_PYTHON, REPO, cli
 
-from tasks.latex2sympy_sidecar import COMPLETE, SIDE_INSTALL
+from tasks.latex2sympy_sidecar import COMPLETE, SIDE_INSTALL, on_one_stack_block
 
 BUNDLED = REPO / "tasks" / "bundled" / "mathvision"
 REPLAY = f"replay:{BUNDLED / 'outputs' / 'Qwen-VL-Plus.jsonl'}"
@@ -167,3 +167,18 @@ def test_the_side_install_is_the_original_parser_not_math_verifys(tmp_path: Path
             "1/4", None, "6", "factorial(factorial(12))", "1"]
     finally:
         parser.stop()
+
+
+def depth(n: int) -> int:
+    return 0 if n == 0 else 1 + depth(n - 1)
+
+
+def test_one_stack_block_returns_raises_and_recurses_as_the_plain_call():
+    # the sidecar, the emulation and the oracle worker run the parsers inside it (docs/tasks.md, Speed)
+    assert on_one_stack_block(lambda: 41 + 1) == 42
+    assert on_one_stack_block(lambda: on_one_stack_block(lambda: depth(600))) == 600  # nested, deep
+    with pytest.raises(ZeroDivisionError):
+        on_one_stack_block(lambda: 1 / 0)
+    with pytest.raises(RecursionError):
+        on_one_stack_block(lambda: depth(10**6))
+    assert on_one_stack_block(lambda: depth(100)) == 100  # and the interpreter is fine after it
