@@ -178,7 +178,8 @@ def test_both_layouts_load_with_every_weight_from_the_checkpoint(tiny_step3vl: P
     model = adapter(tiny_step3vl / layout)  # output_loading_info: a missing/unexpected key would raise
     saved = load_file(str(tiny_step3vl / layout / "model.safetensors"))
     projector = saved.get("vit_large_projector.weight", saved.get("model.vit_large_projector.weight"))
-    assert torch.equal(model.model.model.vit_large_projector.weight.cpu(), projector)
+    loaded = model.model.model.vit_large_projector.weight
+    assert torch.equal(loaded.cpu(), projector.to(loaded.dtype))  # bf16 on a GPU: the checkpoint's values, cast
 
 
 def with_mapping(monkeypatch: pytest.MonkeyPatch, mapping: dict[str, str] | None) -> None:
@@ -298,7 +299,10 @@ def test_cli_every_task_on_the_hub_layout(hub: Path, mathvision_images: Path, tm
             assert rec["response"]["usage"]["prompt_tokens"] == text_tokens + images * (GLOBAL_VIEW - 1)
     [two] = records(runs["mmmu"])
     assert template_tokens(hub, two["prompt"])[1] == 2  # both interleaved images counted above
-    assert all(r["response"]["usage"]["completion_tokens"] == 4 for t in runs for r in records(runs[t]))
+    # 4 tokens each, or fewer where the random model emitted its stop token (it did on a GPU's numerics)
+    usage = [(r["response"]["usage"]["completion_tokens"], r["response"]["finish_reason"])
+             for t in runs for r in records(runs[t])]
+    assert all(n == 4 if finish == "length" else finish == "stop" and 1 <= n <= 4 for n, finish in usage), usage
 
 
 @pytest.mark.slow
@@ -357,9 +361,10 @@ def test_cli_pacore_killed_mid_round_resumes_without_regenerating_finished_calls
             calls = found[0]
             break
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert calls is not None, f"no round-0 call finished: {proc.stderr.read()[-2000:]}"
+    assert calls is not None, f"no round-0 call finished (exit {proc.returncode}): {proc.stderr.read()[-2000:]}"
     before = call_lines(calls)
     assert 2 <= len(before) < round0 and {c["round"] for c in before} == {0}  # killed inside round 0
     assert not (calls.parent / "samples.jsonl").read_text().strip()
