@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,6 +181,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if report.skipped and os.environ.get("STEP3VL_REQUIRE_ORACLES") == "1" and item.get_closest_marker("oracle"):
         report.outcome = "failed"
         report.longrepr = f"oracle tier required (STEP3VL_REQUIRE_ORACLES=1) but skipped: {report.longrepr}"
+
+
+# ---- work started at collection for a test that runs last -------------------------------------------
+
+EARLY_MODULES: list[Any] = []
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `starts_early` run last, and their module's `start_early()` begins their work now at
+    the lowest CPU priority: the 100,000-answer MathVision fuzz (about 600 CPU-seconds) then runs on
+    the cores the other tests leave idle while they wait on subprocesses and servers."""
+    last = [item for item in items if item.get_closest_marker("starts_early")]
+    if not last or config.option.collectonly:
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("starts_early")] + last
+    for module in dict.fromkeys(item.module for item in last):
+        module.start_early()
+        EARLY_MODULES.append(module)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for module in EARLY_MODULES:
+        module.stop_early()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

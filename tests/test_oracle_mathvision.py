@@ -49,26 +49,37 @@ def oracle_dir() -> Path:
 
 
 class Oracle:
-    """The official scorer on a batch of `{"id", "response"}`, running in the background."""
+    """The official scorer on a batch of `{"id", "response"}`, running in the background (at the lowest
+    CPU priority with `lowest_priority`: it then uses only what the rest of the test run leaves idle)."""
 
-    def __init__(self, rows: list[dict[str, Any]], test_jsonl: Path, work: Path):
+    def __init__(self, rows: list[dict[str, Any]], test_jsonl: Path, work: Path, lowest_priority: bool = False):
         size = -(-len(rows) // WORKERS)
         self.batches = [work / f"batch{i}.jsonl" for i in range(WORKERS)]
+        # stderr to a file: evaluate.py's progress bars would fill a pipe that nobody reads for minutes
+        self.errors = [work / f"batch{i}.err" for i in range(WORKERS)]
+        nice = ["nice", "-n", "19"] if lowest_priority else []
         for i, batch in enumerate(self.batches):
             batch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[i * size:(i + 1) * size]))
-        self.procs = [subprocess.Popen([str(ORACLE_PYTHON), str(ORACLE_WORKER), str(oracle_dir()), str(test_jsonl),
-                                        str(batch)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                      for batch in self.batches]
+        self.procs = []
+        for batch, errors in zip(self.batches, self.errors):
+            with errors.open("w") as err:
+                self.procs.append(subprocess.Popen([*nice, str(ORACLE_PYTHON), str(ORACLE_WORKER), str(oracle_dir()),
+                                                    str(test_jsonl), str(batch)], stdout=subprocess.DEVNULL, stderr=err))
         self.rows: list[dict[str, Any]] | None = None
 
-    def verdicts(self) -> list[dict[str, Any]]:
+    def verdicts(self, timeout: float = 900) -> list[dict[str, Any]]:
         """Each row with the official `model_answer` and `correct`, in order (waits for the workers)."""
         if self.rows is None:
-            for proc in self.procs:
-                _, err = proc.communicate(timeout=900)
-                assert proc.returncode == 0, err[-2000:]
+            for proc, errors in zip(self.procs, self.errors):
+                proc.wait(timeout=timeout)
+                assert proc.returncode == 0, errors.read_text()[-2000:]
             self.rows = [json.loads(line) for b in self.batches for line in b.read_text().splitlines()]
         return self.rows
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +94,7 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str
     generated = generated_responses(items, GENERATED, SEED)
     oracle = Oracle(released + generated, test_jsonl, tmp_path_factory.mktemp("oracle_mathvision"))
     yield {"released": released, "generated": generated}, oracle
-    for proc in oracle.procs:
-        proc.kill()
-        proc.wait()
+    oracle.stop()
 
 
 @pytest.fixture(scope="module")
