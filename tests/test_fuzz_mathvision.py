@@ -120,7 +120,9 @@ def sample_of(line: dict[str, Any]) -> Sample:
 class FuzzWork:
     items: list[dict[str, Any]]
     oracle: Oracle
-    project: subprocess.Popen[bytes]  # score_project_side in its own process (a session of its own)
+    # score_project_side in its own process group (not a session of its own: a new session is a new
+    # scheduler autogroup, where nice 19 would count against nothing)
+    project: subprocess.Popen[bytes]
     project_out: Path
     project_err: Path
     started: float
@@ -150,7 +152,7 @@ def start_work(work: Path) -> FuzzWork:
     project_out, project_err = work / "project.json", work / "project.err"
     with project_err.open("w") as err:
         project = subprocess.Popen(["nice", "-n", "19", sys.executable, __file__, str(items_json), str(project_out)],
-                                   stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=err, preexec_fn=os.setpgrp)
     return FuzzWork(items, oracle, project, project_out, project_err, started)
 
 
