@@ -78,6 +78,9 @@ class ChatServer:
     models: tuple[str, ...] | None = TEST_MODELS
     listing: bool = True  # False: no /v1/models (404), as some proxies have none
     stall_seconds: float = 30.0
+    # answers beyond this many wait until it is set back to None: a run is then surely mid-way when a
+    # test stops it, however slowly the test itself was scheduled
+    answer_at_most: int | None = None
     api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
@@ -195,6 +198,8 @@ class ChatServer:
         fault = self.faults(body, self.attempts[ident]) if self.faults else None
         if self.latency:
             await asyncio.sleep(self.latency * math.exp(self.sigma * self.rng.gauss(0, 1)) if self.sigma else self.latency)
+        while self.answer_at_most is not None and self.completions >= self.answer_at_most:
+            await asyncio.sleep(0.01)
         if fault:
             return await self._fault(fault, writer)
         reply = self.responder(body)

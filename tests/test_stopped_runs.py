@@ -23,9 +23,11 @@ def lines_of(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def start_and_stop_halfway(data: Path, out: Path, url: str, sig: signal.Signals) -> tuple[int, str, Path]:
-    """Start a run, wait until it saved some records, check a live run reads `running`, send `sig`."""
-    proc = subprocess.Popen(aime_run_command(data, out, url, K, "--concurrency", "2"), cwd=REPO,
+def start_and_stop_halfway(data: Path, out: Path, server: ChatServer, sig: signal.Signals) -> tuple[int, str, Path]:
+    """Start a run, wait until it saved a third of its records (the server answers no more until the
+    run is stopped), check a live run reads `running`, send `sig`."""
+    server.answer_at_most = N_PROBLEMS * K // 3
+    proc = subprocess.Popen(aime_run_command(data, out, server.url, K, "--concurrency", "2"), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -40,6 +42,7 @@ def start_and_stop_halfway(data: Path, out: Path, url: str, sig: signal.Signals)
     assert store.load_result(run_dir).status == "running"  # its process is alive: not stale
     os.kill(proc.pid, sig)
     _, stderr = proc.communicate(timeout=60)
+    server.answer_at_most = None
     return proc.returncode, stderr, run_dir
 
 
@@ -62,7 +65,7 @@ def test_ctrl_c_writes_interrupted_with_a_partial_score_logs_it_and_resumes(tmp_
     data = write_say_problems(tmp_path / "q.jsonl", N_PROBLEMS)
     clean = uninterrupted(data, tmp_path / "clean")
     with ChatServer(responder=say_responder, latency=0.05) as server:
-        returncode, stderr, run_dir = start_and_stop_halfway(data, tmp_path / "runs", server.url, signal.SIGINT)
+        returncode, stderr, run_dir = start_and_stop_halfway(data, tmp_path / "runs", server, signal.SIGINT)
         assert returncode == 130
         assert stderr.strip().splitlines() == ["step3vl-eval: interrupted; run the same command again to resume"]
         result = json.loads((run_dir / "results.json").read_text())
@@ -91,7 +94,7 @@ def test_sigkill_leaves_running_that_readers_label_stopped_and_resume_completes(
     data = write_say_problems(tmp_path / "q.jsonl", N_PROBLEMS)
     clean = uninterrupted(data, tmp_path / "clean")
     with ChatServer(responder=say_responder, latency=0.05) as server:
-        *_, run_dir = start_and_stop_halfway(data, tmp_path / "runs", server.url, signal.SIGKILL)
+        *_, run_dir = start_and_stop_halfway(data, tmp_path / "runs", server, signal.SIGKILL)
         saved = json.loads((run_dir / "results.json").read_text())
         assert saved["status"] == "running" and isinstance(saved["provenance"]["pid"], int)  # nothing could be written
 
