@@ -27,8 +27,14 @@ def start_and_stop_halfway(data: Path, out: Path, server: ChatServer, sig: signa
     """Start a run, wait until it saved a third of its records (the server answers no more until the
     run is stopped), check a live run reads `running`, send `sig`."""
     server.answer_at_most = N_PROBLEMS * K // 3
-    proc = subprocess.Popen(aime_run_command(data, out, server.url, K, "--concurrency", "2"), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A signal ignored here stays ignored in the child across exec, and a background job of a
+    # non-interactive shell starts with SIGINT ignored: the run must take Ctrl-C however pytest began.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(aime_run_command(data, out, server.url, K, "--concurrency", "2"), cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 60
     while time.time() < deadline:
         found = list(out.glob("*/samples.jsonl"))
